@@ -1,0 +1,193 @@
+//! The file backend: every byte lamplog reads or writes goes through these
+//! two traits, so tests can swap the real filesystem for one that injects
+//! faults or simulates a power cut.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// An existing file, read-only.
+    Read,
+    /// An existing file, for reading and writing.
+    ReadWrite,
+    /// A new file, for reading and writing; fails if it exists.
+    CreateNew,
+}
+
+/// A read-only view of a file's first bytes.
+#[derive(Debug, Clone)]
+pub struct Map {
+    /// The bytes, `[0, len)` of the file.
+    pub bytes: Bytes,
+    /// Whether later writes to the file show through this view (true for a
+    /// real memory map). A copy is not live: it must be taken again to see
+    /// bytes written after it.
+    pub live: bool,
+}
+
+/// A directory tree of files: the real filesystem or a simulated disk.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Create a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names in a directory (names that are not UTF-8 are skipped).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Open a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>>;
+    /// Rename a file, replacing the target.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Delete a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Make a directory's entries durable (creations, renames, removals).
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Take an exclusive lock on `path`, creating it; `Ok(None)` if another
+    /// holder has it. The lock lasts as long as the returned guard.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+}
+
+/// A held lock; dropping it releases the lock.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// One open file.
+pub trait BackendFile: Send + Sync + fmt::Debug {
+    /// The file's length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Fill `buf` from `offset`; reading past the end is an error.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Write all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// fdatasync: make written bytes (and the length) durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Truncate or extend (with zeros) to `len`.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Extend to at least `len` with zeroed, allocated space (fallocate where
+    /// the filesystem has it), so later writes below `len` need not update
+    /// the file's size.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// A view of `[0, len)`; `len` must not exceed the file's length.
+    fn map(&self, len: u64) -> io::Result<Map>;
+}
+
+/// The real filesystem through `std::fs`, `rustix` and `memmap2`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdBackend;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+#[derive(Debug)]
+struct FlockGuard(#[allow(dead_code)] File);
+
+impl LockGuard for FlockGuard {}
+
+impl Backend for StdBackend {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>> {
+        let mut options = OpenOptions::new();
+        match mode {
+            OpenMode::Read => options.read(true),
+            OpenMode::ReadWrite => options.read(true).write(true),
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true),
+        };
+        Ok(Arc::new(StdFile(options.open(path)?)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // flock locks belong to the open file description, so a second open
+        // in the same process conflicts just like one in another process.
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Box::new(FlockGuard(file)))),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl BackendFile for StdFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        let current = self.len()?;
+        if len <= current {
+            return Ok(());
+        }
+        match rustix::fs::fallocate(
+            &self.0,
+            rustix::fs::FallocateFlags::empty(),
+            current,
+            len - current,
+        ) {
+            Ok(()) => Ok(()),
+            // Filesystems without fallocate still get a sparse extension,
+            // which keeps the file length stable across writes.
+            Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {
+                self.0.set_len(len)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn map(&self, len: u64) -> io::Result<Map> {
+        Ok(Map {
+            bytes: crate::mmap::map(&self.0, len)?,
+            live: true,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in lamplog.
+///
+/// Variants carry the details an operator or caller acts on: which stream,
+/// which segment file, which byte offset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed. `op` says what lamplog was doing.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What lamplog was doing ("open", "write", "fdatasync", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Data that was durable on disk is damaged. lamplog refuses to guess:
+    /// open fails unless [`RecoveryMode::Repair`](crate::RecoveryMode::Repair)
+    /// is chosen, and readers stop at the damaged record.
+    #[error("corruption in stream {stream:?}, segment {}, offset {offset}: {kind}", segment.display())]
+    Corruption {
+        /// The stream whose log is damaged.
+        stream: String,
+        /// The segment (or index) file holding the damage.
+        segment: PathBuf,
+        /// Byte offset of the damage within that file.
+        offset: u64,
+        /// What exactly is wrong.
+        kind: CorruptionKind,
+    },
+
+    /// Another writer holds the store's lock file.
+    #[error("store is locked by another writer: {}", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// A stream name outside `[A-Za-z0-9._-]{1,128}`, or starting with `.`.
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A payload that is not exactly one JSON value.
+    #[error("invalid JSON payload: {message}")]
+    InvalidJson {
+        /// 1-based line of the error within the payload.
+        line: usize,
+        /// 1-based column of the error within the payload.
+        column: usize,
+        /// serde_json's description of the problem (with its line and column).
+        message: String,
+    },
+
+    /// A payload larger than `record_bytes_max`.
+    #[error("record of {len} bytes exceeds record_bytes_max ({max} bytes)")]
+    RecordTooLarge {
+        /// The payload's length in bytes.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+
+    /// A file written by an unknown or newer format version.
+    #[error("{} has format version {found}; this build reads version {supported}", path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found in its header.
+        found: u32,
+        /// The version this build understands.
+        supported: u32,
+    },
+
+    /// Options that cannot work together.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+
+    /// A write was attempted through a read-only store.
+    #[error("the store was opened read-only")]
+    ReadOnly,
+
+    /// A read-only store has no stream of that name.
+    #[error("no stream named {name:?}")]
+    StreamNotFound {
+        /// The requested name.
+        name: String,
+    },
+
+    /// The store can no longer accept writes because an earlier write or
+    /// fdatasync failed; reopen it to recover from what is on disk.
+    #[error("the store is poisoned by an earlier I/O failure ({cause}); reopen it to recover")]
+    Poisoned {
+        /// A description of the failure that poisoned the store.
+        cause: String,
+    },
+}
+
+/// What is wrong with damaged data, in [`Error::Corruption`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// A segment or index header is damaged (bad magic, bad CRC, bad field).
+    BadHeader(&'static str),
+    /// A segment file belongs to another stream or starts at another seq than its name says.
+    WrongSegment(&'static str),
+    /// A record's checksum does not match its bytes.
+    BadChecksum,
+    /// A record's length field is impossible (zero, over the limit, or past the end).
+    BadLength,
+    /// A record has an unknown kind or non-zero reserved bits.
+    BadRecordHeader,
+    /// A record's `prev_crc` does not match the record before it.
+    BrokenChain,
+    /// Sequence numbers are not contiguous (a lost, repeated or reordered record, or a missing segment).
+    SequenceGap {
+        /// The seq that should have come next.
+        expected: u64,
+        /// The seq found instead.
+        found: u64,
+    },
+    /// Lamport timestamps do not strictly increase.
+    LamportNotIncreasing,
+    /// Bytes follow the last record of a segment that was sealed, or of a
+    /// torn tail that a later record proves was durable.
+    DataAfterEnd,
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptionKind::BadHeader(what) => write!(f, "bad header ({what})"),
+            CorruptionKind::WrongSegment(what) => write!(f, "misplaced segment ({what})"),
+            CorruptionKind::BadChecksum => f.write_str("record checksum mismatch"),
+            CorruptionKind::BadLength => f.write_str("impossible record length"),
+            CorruptionKind::BadRecordHeader => {
+                f.write_str("unknown record kind or reserved bits set")
+            }
+            CorruptionKind::BrokenChain => f.write_str("record does not chain to its predecessor"),
+            CorruptionKind::SequenceGap { expected, found } => {
+                write!(f, "sequence gap: expected seq {expected}, found {found}")
+            }
+            CorruptionKind::LamportNotIncreasing => {
+                f.write_str("Lamport timestamp does not increase")
+            }
+            CorruptionKind::DataAfterEnd => {
+                f.write_str("records follow a damaged record that was durable")
+            }
+        }
+    }
+}
+
+/// `Result` with lamplog's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach an operation and path to an `io::Error`.
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}
+
+impl Error {
+    /// Whether this error means damaged data (as opposed to a caller's mistake or an I/O failure).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::Corruption { .. } | Error::UnsupportedVersion { .. }
+        )
+    }
+}

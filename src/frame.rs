@@ -1,0 +1,253 @@
+//! The record frame codec: one length-prefixed, CRC-checked record.
+//!
+//! ```text
+//! offset size field        meaning
+//!  0      4   len          payload length in bytes (u32 LE), >= 1
+//!  4      4   crc          CRC-32 (IEEE, crc32fast) seeded with the segment
+//!                          salt, over bytes 0..4, 8..44 and the payload
+//!  8      8   seq          sequence number, contiguous per stream from 1
+//! 16      8   lamport      Lamport timestamp, strictly increasing per stream
+//! 24      8   ts_us        wall-clock time of the append, microseconds since the epoch
+//! 32      4   prev_crc     `crc` of the previous frame (the segment header's
+//!                          `prev_crc` for a segment's first frame)
+//! 36      4   durable_end  segment offset up to which the segment was fdatasynced
+//!                          when this frame was written
+//! 40      1   kind         1 = data
+//! 41      1   flags        0 (reserved for later kinds)
+//! 42      2   reserved     0
+//! 44    len   payload      the JSON bytes, unchanged
+//! ```
+//! `docs/FORMAT.md` is the authority; this comment mirrors it.
+
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// The fixed-width header that precedes every payload.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct FrameHeader {
+    len: U32,
+    crc: U32,
+    seq: U64,
+    lamport: U64,
+    ts_us: U64,
+    prev_crc: U32,
+    durable_end: U32,
+    kind: u8,
+    flags: u8,
+    reserved: U16,
+}
+
+/// Size of [`FrameHeader`] on disk.
+pub const FRAME_HEADER_LEN: usize = size_of::<FrameHeader>();
+const LEN_END: usize = size_of::<u32>();
+/// The CRC covers everything after the CRC field itself.
+const CRC_END: usize = LEN_END + size_of::<u32>();
+const _: () = assert!(FRAME_HEADER_LEN == 44);
+
+/// What a record is. Only data records exist in format version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// An appended payload.
+    Data = 1,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Data),
+            _ => None,
+        }
+    }
+}
+
+/// Sequence numbers and Lamport timestamps stay below this bound; a record
+/// claiming more is damaged (and the writer's `+ 1` can never overflow).
+pub(crate) const CLOCK_LIMIT: u64 = 1 << 63;
+
+/// Everything in a frame header except the length and checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameMeta {
+    pub seq: u64,
+    pub lamport: u64,
+    pub ts_us: u64,
+    pub prev_crc: u32,
+    pub durable_end: u32,
+    pub kind: Kind,
+}
+
+/// A decoded, checksum-verified frame borrowing its bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame<'a> {
+    pub meta: FrameMeta,
+    pub crc: u32,
+    pub payload: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// Bytes the frame occupies on disk.
+    pub fn len_on_disk(&self) -> usize {
+        FRAME_HEADER_LEN + self.payload.len()
+    }
+}
+
+/// Why bytes did not decode as a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The buffer ends inside the header or the payload.
+    Truncated,
+    /// The length field is zero or over the record limit.
+    BadLength,
+    /// The checksum does not match.
+    BadChecksum,
+    /// The checksum matches but the kind or reserved bits are unknown.
+    BadRecordHeader,
+}
+
+/// The on-disk size of a frame carrying `payload_len` bytes.
+pub(crate) fn frame_len(payload_len: usize) -> usize {
+    FRAME_HEADER_LEN + payload_len
+}
+
+fn checksum(salt: u32, header: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(salt);
+    hasher.update(&header[..LEN_END]);
+    hasher.update(&header[CRC_END..FRAME_HEADER_LEN]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Append one frame to `out` and return its CRC.
+pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: u32) -> u32 {
+    let len = u32::try_from(payload.len())
+        .expect("payload length is bounded by record_bytes_max < 4 GiB");
+    let mut header = FrameHeader {
+        len: len.into(),
+        crc: 0.into(),
+        seq: meta.seq.into(),
+        lamport: meta.lamport.into(),
+        ts_us: meta.ts_us.into(),
+        prev_crc: meta.prev_crc.into(),
+        durable_end: meta.durable_end.into(),
+        kind: meta.kind as u8,
+        flags: 0,
+        reserved: 0.into(),
+    };
+    let crc = checksum(salt, header.as_bytes(), payload);
+    header.crc = crc.into();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(payload);
+    crc
+}
+
+/// A cheap test, before any checksum, of whether a frame could start at
+/// `buf`: known kind, zero reserved bits, a length that fits. Returns the
+/// seq it claims and the frame's length on disk.
+pub(crate) fn plausible(buf: &[u8], record_bytes_max: usize) -> Option<(u64, usize)> {
+    let (header, rest) = FrameHeader::ref_from_prefix(buf).ok()?;
+    let len = header.len.get() as usize;
+    let ok = Kind::from_u8(header.kind).is_some()
+        && header.flags == 0
+        && header.reserved.get() == 0
+        && len > 0
+        && len <= record_bytes_max
+        && len <= rest.len();
+    ok.then(|| (header.seq.get(), frame_len(len)))
+}
+
+/// Decode the frame at the start of `buf`, verifying its checksum.
+///
+/// `buf` may extend past the frame; only the frame's own bytes are read.
+pub(crate) fn decode(
+    buf: &[u8],
+    salt: u32,
+    record_bytes_max: usize,
+) -> Result<Frame<'_>, FrameError> {
+    let (header, rest) = FrameHeader::ref_from_prefix(buf).map_err(|_| FrameError::Truncated)?;
+    let len = header.len.get() as usize;
+    if len == 0 || len > record_bytes_max {
+        return Err(FrameError::BadLength);
+    }
+    let payload = rest.get(..len).ok_or(FrameError::Truncated)?;
+    let crc = header.crc.get();
+    if checksum(salt, header.as_bytes(), payload) != crc {
+        return Err(FrameError::BadChecksum);
+    }
+    let kind = Kind::from_u8(header.kind).ok_or(FrameError::BadRecordHeader)?;
+    if header.flags != 0 || header.reserved.get() != 0 {
+        return Err(FrameError::BadRecordHeader);
+    }
+    let meta = FrameMeta {
+        seq: header.seq.get(),
+        lamport: header.lamport.get(),
+        ts_us: header.ts_us.get(),
+        prev_crc: header.prev_crc.get(),
+        durable_end: header.durable_end.get(),
+        kind,
+    };
+    Ok(Frame { meta, crc, payload })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64) -> FrameMeta {
+        FrameMeta {
+            seq,
+            lamport: seq + 10,
+            ts_us: 1_700_000_000_000_000,
+            prev_crc: 7,
+            durable_end: 192,
+            kind: Kind::Data,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut buf = Vec::new();
+        let crc = encode(&mut buf, &meta(3), br#"{"op":"write"}"#, 0xdead_beef);
+        assert_eq!(buf.len(), frame_len(14));
+        let frame = decode(&buf, 0xdead_beef, 1024).unwrap();
+        assert_eq!(frame.meta, meta(3));
+        assert_eq!(frame.crc, crc);
+        assert_eq!(frame.payload, br#"{"op":"write"}"#);
+        assert_eq!(frame.len_on_disk(), buf.len());
+    }
+
+    #[test]
+    fn another_salt_does_not_verify() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &meta(1), b"{}", 1);
+        assert_eq!(decode(&buf, 2, 1024).unwrap_err(), FrameError::BadChecksum);
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &meta(9), br#"[1,2,3]"#, 42);
+        for i in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                decode(&bad, 42, 1024).is_err(),
+                "flip at {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_and_zeros() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &meta(1), b"true", 5);
+        for cut in 0..buf.len() {
+            assert!(decode(&buf[..cut], 5, 1024).is_err());
+        }
+        assert_eq!(
+            decode(&[0; 64], 5, 1024).unwrap_err(),
+            FrameError::BadLength
+        );
+        assert_eq!(decode(&buf, 5, 3).unwrap_err(), FrameError::BadLength);
+    }
+}

@@ -1,0 +1,65 @@
+//! lamplog: an embeddable storage engine for append-only operation logs.
+//!
+//! A [`Store`] is a directory of named [`Stream`]s. Each stream is a log of
+//! JSON records in CRC-framed segment files, ordered by a contiguous `seq`
+//! and a Lamport timestamp, read back zero-copy through `mmap`, and recovered
+//! after a crash without losing an acknowledged record.
+//!
+//! ```
+//! use lamplog::{Durability, Options, Store};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), Options::default())?;
+//! let session = store.stream("session-42")?;
+//! let a = session.append(br#"{"op":"write","path":"src/main.rs"}"#, Durability::Sync)?;
+//! session.append(br#"{"op":"delete","path":"src/old.rs"}"#, Durability::Buffered)?;
+//! session.sync()?;
+//! let replayed: Vec<_> = session.iter().collect::<Result<_, _>>()?;
+//! assert_eq!(replayed.len(), 2);
+//! assert_eq!(session.get(a.seq)?.unwrap().payload(), br#"{"op":"write","path":"src/main.rs"}"#);
+//! # Ok::<(), lamplog::Error>(())
+//! ```
+//!
+//! The on-disk format is specified in `docs/FORMAT.md`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backend;
+mod clock;
+mod error;
+mod frame;
+mod index;
+mod mmap;
+mod name;
+mod options;
+mod quarantine;
+mod reader;
+mod recovery;
+mod segment;
+mod store;
+mod stream;
+mod writer;
+
+pub use error::{CorruptionKind, Error, Result};
+pub use frame::Kind;
+pub use options::{Durability, Options, RecoveryMode};
+pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
+pub use reader::{Iter, Record};
+pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};
+pub use stream::Stream;
+pub use writer::Appended;
+
+/// Size limits and layout constants of the on-disk format.
+pub mod format {
+    pub use crate::frame::FRAME_HEADER_LEN;
+    pub use crate::index::{INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_MAGIC};
+    pub use crate::name::NAME_LEN_MAX;
+    pub use crate::options::SEGMENT_BYTES_MAX_LIMIT;
+    pub use crate::segment::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<Stream>();
+    assert_send_sync::<Record>();
+};

@@ -1,0 +1,129 @@
+//! Tuning knobs and the choices a caller makes per call.
+
+use crate::error::{Error, Result};
+use crate::frame::FRAME_HEADER_LEN;
+use crate::segment::SEGMENT_HEADER_LEN;
+
+/// How durable an append must be before [`Stream::append`](crate::Stream::append) returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Return only once the record (and every earlier record of its stream)
+    /// is on disk: it survives a process kill and a power cut.
+    #[default]
+    Sync,
+    /// Return once the record is written to the operating system. It survives
+    /// a process kill but not a power cut until the next sync
+    /// ([`Stream::sync`](crate::Stream::sync) or a later `Sync` append).
+    Buffered,
+}
+
+/// What open does when it finds damaged data that was durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open: return [`Error::Corruption`] naming stream, segment and
+    /// offset. A torn tail left by a crash is still cut (and quarantined),
+    /// because it never held an acknowledged record.
+    #[default]
+    Strict,
+    /// Cut the log at the first damaged record: the bytes from there on (and
+    /// any later segments) are moved to the stream's `quarantine/` folder and
+    /// the stream opens with the records before the damage. For repair by an
+    /// operator; it drops records that may have been acknowledged.
+    Repair,
+}
+
+/// Options for [`Store::open`](crate::Store::open).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Roll to a new segment file when the current one would exceed this size.
+    pub segment_bytes_max: u64,
+    /// Largest accepted payload; a larger one is [`Error::RecordTooLarge`].
+    pub record_bytes_max: usize,
+    /// Add a sparse index entry about every this many bytes of log.
+    pub index_interval_bytes: u64,
+    /// What open does with damaged durable data.
+    pub recovery: RecoveryMode,
+    /// Open without the writer lock; appends fail with [`Error::ReadOnly`] and
+    /// no file is modified.
+    pub read_only: bool,
+}
+
+/// Upper bound for `segment_bytes_max`: offsets within a segment are stored as `u32`.
+pub const SEGMENT_BYTES_MAX_LIMIT: u64 = 1 << 31;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes_max: 64 << 20,
+            record_bytes_max: 16 << 20,
+            index_interval_bytes: 4 << 10,
+            recovery: RecoveryMode::Strict,
+            read_only: false,
+        }
+    }
+}
+
+impl Options {
+    /// Options for a read-only open.
+    pub fn read_only() -> Self {
+        Options {
+            read_only: true,
+            ..Options::default()
+        }
+    }
+
+    /// Check that the options can work: every record must fit in a fresh segment.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let largest_segment =
+            SEGMENT_HEADER_LEN as u64 + FRAME_HEADER_LEN as u64 + self.record_bytes_max as u64;
+        if self.record_bytes_max == 0 {
+            return Err(Error::InvalidOptions(
+                "record_bytes_max must be at least 1".into(),
+            ));
+        }
+        if self.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes_max {} exceeds the limit of {SEGMENT_BYTES_MAX_LIMIT}",
+                self.segment_bytes_max
+            )));
+        }
+        if self.segment_bytes_max < largest_segment {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes_max {} cannot hold one record of record_bytes_max {} \
+                 (needs at least {largest_segment})",
+                self.segment_bytes_max, self.record_bytes_max
+            )));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(Error::InvalidOptions(
+                "index_interval_bytes must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Options::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_segment_must_hold_the_largest_record() {
+        let opts = Options {
+            segment_bytes_max: 4096,
+            ..Options::default()
+        };
+        assert!(matches!(opts.validate(), Err(Error::InvalidOptions(_))));
+        let opts = Options {
+            segment_bytes_max: 4096,
+            record_bytes_max: 1024,
+            ..Options::default()
+        };
+        opts.validate().unwrap();
+    }
+}

@@ -1,0 +1,101 @@
+//! Keeping what recovery cuts: bytes removed from a log are first copied
+//! (or whole files moved) into the stream's `quarantine/` folder, durably,
+//! so an operator can inspect them and nothing is lost for good.
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::{Backend, OpenMode};
+use crate::clock::now_us;
+use crate::error::{io_err, CorruptionKind, Result};
+
+/// Name of the per-stream folder that holds cut bytes.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Why recovery cut bytes from a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CutReason {
+    /// The tail of the last segment held a partial or garbled write that no
+    /// later record proves durable: the usual result of a crash.
+    TornTail,
+    /// The last segment's header was never completely written (a crash
+    /// while creating it); nothing in it was acknowledged.
+    TornSegmentCreation,
+    /// [`RecoveryMode::Repair`](crate::RecoveryMode::Repair) cut the log at damaged durable data.
+    Repair(CorruptionKind),
+}
+
+/// One cut that recovery made (or, for a read-only open, would make).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The stream.
+    pub stream: String,
+    /// The segment file the bytes came from.
+    pub segment: PathBuf,
+    /// Where the cut starts in that file.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub len: u64,
+    /// Where the bytes were kept; `None` for a read-only open, which
+    /// changes nothing on disk.
+    pub quarantine_file: Option<PathBuf>,
+    /// Why.
+    pub reason: CutReason,
+}
+
+fn quarantine_dir(backend: &dyn Backend, stream_dir: &Path) -> Result<PathBuf> {
+    let dir = stream_dir.join(QUARANTINE_DIR);
+    backend
+        .create_dir_all(&dir)
+        .map_err(io_err("create", &dir))?;
+    backend
+        .sync_dir(stream_dir)
+        .map_err(io_err("fsync directory", stream_dir))?;
+    Ok(dir)
+}
+
+fn target_name(segment: &Path, offset: u64) -> String {
+    let name = segment
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}.{offset}.{}.cut", now_us())
+}
+
+/// Durably copy `bytes`, cut from `segment` at `offset`, into quarantine.
+pub(crate) fn keep_bytes(
+    backend: &dyn Backend,
+    stream_dir: &Path,
+    segment: &Path,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<PathBuf> {
+    let dir = quarantine_dir(backend, stream_dir)?;
+    let path = dir.join(target_name(segment, offset));
+    let file = backend
+        .open(&path, OpenMode::CreateNew)
+        .map_err(io_err("create", &path))?;
+    file.write_all_at(bytes, 0)
+        .map_err(io_err("write", &path))?;
+    file.sync_data().map_err(io_err("fdatasync", &path))?;
+    backend
+        .sync_dir(&dir)
+        .map_err(io_err("fsync directory", &dir))?;
+    Ok(path)
+}
+
+/// Durably move a whole file into quarantine.
+pub(crate) fn keep_file(backend: &dyn Backend, stream_dir: &Path, file: &Path) -> Result<PathBuf> {
+    let dir = quarantine_dir(backend, stream_dir)?;
+    let path = dir.join(target_name(file, 0));
+    backend
+        .rename(file, &path)
+        .map_err(io_err("rename", file))?;
+    backend
+        .sync_dir(&dir)
+        .map_err(io_err("fsync directory", &dir))?;
+    backend
+        .sync_dir(stream_dir)
+        .map_err(io_err("fsync directory", stream_dir))?;
+    Ok(path)
+}

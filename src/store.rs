@@ -1,0 +1,233 @@
+//! [`Store`]: a directory of named streams with one writer at a time.
+//!
+//! ```text
+//! <dir>/
+//!   LOCK                       held (flock) by the one writing process
+//!   streams/<name>/            one folder per stream
+//!     <first_seq:020>.seg      segment files
+//!     <first_seq:020>.idx      their sparse indexes (derived, rebuildable)
+//!     quarantine/              bytes recovery cut, kept for inspection
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::backend::{Backend, LockGuard, StdBackend};
+use crate::error::{io_err, Error, Result};
+use crate::name;
+use crate::options::Options;
+use crate::quarantine::Cut;
+use crate::recovery::recover_stream;
+use crate::stream::Stream;
+
+/// Name of the writer lock file in a store directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Name of the folder holding one folder per stream.
+pub const STREAMS_DIR: &str = "streams";
+
+/// What open found and did while recovering the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Streams opened.
+    pub streams: usize,
+    /// Bytes cut from logs (torn tails, interrupted segment creations,
+    /// repairs), each kept in its stream's `quarantine/` folder.
+    pub cuts: Vec<Cut>,
+    /// Index files rebuilt from their segments because they were missing,
+    /// stale or damaged.
+    pub indexes_rebuilt: u64,
+}
+
+/// An open lamplog store.
+///
+/// Cheap to clone and `Send + Sync`. The writer lock is held until the
+/// store and every [`Stream`] handle from it are dropped.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use lamplog::{Durability, Options, Store};
+/// let store = Store::open(dir.path(), Options::default())?;
+/// let ops = store.stream("agent-001")?;
+/// ops.append(br#"{"op":"write","path":"src/main.rs","blob":"a1b2"}"#, Durability::Sync)?;
+/// for record in ops.iter() {
+///     let record = record?;
+///     println!("{} {}", record.seq(), std::str::from_utf8(record.payload()).unwrap());
+/// }
+/// # Ok::<(), lamplog::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    dir: PathBuf,
+    opts: Options,
+    backend: Arc<dyn Backend>,
+    lock: Option<Arc<dyn LockGuard>>,
+    streams: Mutex<BTreeMap<String, Stream>>,
+    report: RecoveryReport,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("read_only", &self.inner.opts.read_only)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` on the real filesystem.
+    ///
+    /// Every stream is recovered: segment headers are checked, each stream's
+    /// tail is scanned from its last durable index point, and a torn tail is
+    /// cut into `quarantine/`. Damaged durable data is
+    /// [`Error::Corruption`] unless `opts.recovery` is
+    /// [`RecoveryMode::Repair`](crate::RecoveryMode::Repair). A second writer
+    /// gets [`Error::Locked`].
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        Store::open_with(Arc::new(StdBackend), dir, opts)
+    }
+
+    /// Open through another file backend (a simulated disk in tests).
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        dir: impl AsRef<Path>,
+        opts: Options,
+    ) -> Result<Store> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let streams_dir = dir.join(STREAMS_DIR);
+        let lock = if opts.read_only {
+            None
+        } else {
+            backend
+                .create_dir_all(&streams_dir)
+                .map_err(io_err("create", &streams_dir))?;
+            let lock_path = dir.join(LOCK_FILE);
+            match backend
+                .try_lock(&lock_path)
+                .map_err(io_err("lock", &lock_path))?
+            {
+                Some(guard) => Some(Arc::<dyn LockGuard>::from(guard)),
+                None => return Err(Error::Locked { path: lock_path }),
+            }
+        };
+        let names = match backend.list_dir(&streams_dir) {
+            Ok(names) => names,
+            Err(e) if opts.read_only && e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err("list", &streams_dir)(e)),
+        };
+        let mut report = RecoveryReport::default();
+        let mut streams = BTreeMap::new();
+        for stream_name in names.into_iter().filter(|n| name::validate(n).is_ok()) {
+            let stream_dir = streams_dir.join(&stream_name);
+            let recovered = match recover_stream(&*backend, &stream_dir, &stream_name, &opts) {
+                Ok(recovered) => recovered,
+                // A stray file among the stream folders is not a stream.
+                Err(Error::Io { source, .. })
+                    if source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            report.streams += 1;
+            report.indexes_rebuilt += recovered.indexes_rebuilt;
+            report.cuts.extend(recovered.cuts.iter().cloned());
+            let stream = Stream::open(
+                backend.clone(),
+                &stream_name,
+                stream_dir,
+                &opts,
+                recovered,
+                lock.clone(),
+            )?;
+            streams.insert(stream_name, stream);
+        }
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                dir,
+                opts,
+                backend,
+                lock,
+                streams: Mutex::new(streams),
+                report,
+            }),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What recovery found and did when this store was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The stream called `name`, created on first use.
+    ///
+    /// Names are `[A-Za-z0-9._-]`, 1 to 128 characters, not starting with
+    /// `.`; anything else is [`Error::InvalidName`]. A read-only store
+    /// returns [`Error::StreamNotFound`] for a stream it does not have.
+    pub fn stream(&self, stream_name: &str) -> Result<Stream> {
+        name::validate(stream_name)?;
+        let mut streams = self.inner.streams.lock();
+        if let Some(stream) = streams.get(stream_name) {
+            return Ok(stream.clone());
+        }
+        if self.inner.lock.is_none() {
+            return Err(Error::StreamNotFound {
+                name: stream_name.to_string(),
+            });
+        }
+        let streams_dir = self.inner.dir.join(STREAMS_DIR);
+        let stream_dir = streams_dir.join(stream_name);
+        let backend = &self.inner.backend;
+        backend
+            .create_dir_all(&stream_dir)
+            .map_err(io_err("create", &stream_dir))?;
+        backend
+            .sync_dir(&streams_dir)
+            .map_err(io_err("fsync directory", &streams_dir))?;
+        // The folder may hold files from an earlier, interrupted creation.
+        let recovered = recover_stream(&**backend, &stream_dir, stream_name, &self.inner.opts)?;
+        let stream = Stream::open(
+            backend.clone(),
+            stream_name,
+            stream_dir,
+            &self.inner.opts,
+            recovered,
+            self.inner.lock.clone(),
+        )?;
+        streams.insert(stream_name.to_string(), stream.clone());
+        Ok(stream)
+    }
+
+    /// The names of all streams, sorted.
+    pub fn streams(&self) -> Vec<String> {
+        self.inner.streams.lock().keys().cloned().collect()
+    }
+
+    /// Make every record appended to any stream durable.
+    pub fn sync(&self) -> Result<()> {
+        let streams: Vec<Stream> = self.inner.streams.lock().values().cloned().collect();
+        if self.inner.lock.is_none() {
+            return Ok(());
+        }
+        streams.iter().try_for_each(Stream::sync)
+    }
+
+    /// Sync every stream and close this handle.
+    pub fn close(self) -> Result<()> {
+        self.sync()
+    }
+}

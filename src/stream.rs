@@ -1,0 +1,211 @@
+//! [`Stream`]: one named, append-only log of JSON records.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::backend::{Backend, LockGuard};
+use crate::error::{Error, Result};
+use crate::options::{Durability, Options};
+use crate::reader::{From, Iter, Record};
+use crate::recovery::Recovered;
+use crate::segment::SegmentList;
+use crate::writer::{Appended, StreamWriter, WriterLimits};
+
+/// A handle to one stream of a [`Store`](crate::Store).
+///
+/// Cheap to clone, `Send + Sync`: any number of threads may append and read
+/// through clones of the same handle.
+#[derive(Clone)]
+pub struct Stream {
+    inner: Arc<StreamInner>,
+}
+
+struct StreamInner {
+    name: String,
+    dir: PathBuf,
+    segments: Arc<SegmentList>,
+    /// `None` for a read-only store.
+    writer: Option<Mutex<StreamWriter>>,
+    /// Highest seq and Lamport published to readers.
+    last_seq: AtomicU64,
+    last_lamport: AtomicU64,
+    record_bytes_max: usize,
+    /// Keeps the store's writer lock alive as long as any handle can write.
+    _lock: Option<Arc<dyn LockGuard>>,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("name", &self.inner.name)
+            .field("last_seq", &self.last_seq())
+            .finish()
+    }
+}
+
+/// Check that `payload` is one JSON value and within the size limit.
+fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
+    if payload.len() > record_bytes_max {
+        return Err(Error::RecordTooLarge {
+            len: payload.len(),
+            max: record_bytes_max,
+        });
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        .map(|_| ())
+        .map_err(|e| Error::InvalidJson {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+}
+
+impl Stream {
+    /// Wrap a recovered stream; `lock` is `None` for a read-only store.
+    pub(crate) fn open(
+        backend: Arc<dyn Backend>,
+        name: &str,
+        dir: PathBuf,
+        opts: &Options,
+        recovered: Recovered,
+        lock: Option<Arc<dyn LockGuard>>,
+    ) -> Result<Stream> {
+        let limits = WriterLimits {
+            segment_bytes_max: opts.segment_bytes_max,
+            index_interval_bytes: opts.index_interval_bytes,
+        };
+        let tail = recovered.segments.last().cloned();
+        let segments = Arc::new(SegmentList::new(recovered.segments));
+        let writer = match (&lock, tail) {
+            (None, _) => None,
+            (Some(_), Some(tail)) => Some(StreamWriter::resume(
+                backend,
+                dir.clone(),
+                limits,
+                segments.clone(),
+                tail,
+            )?),
+            (Some(_), None) => Some(StreamWriter::create(
+                backend,
+                dir.clone(),
+                name,
+                limits,
+                segments.clone(),
+            )?),
+        };
+        let last = match &writer {
+            Some(w) => Some(w.last()),
+            None => segments.last().map(|s| s.published()),
+        };
+        Ok(Stream {
+            inner: Arc::new(StreamInner {
+                name: name.to_string(),
+                dir,
+                segments,
+                last_seq: AtomicU64::new(last.map_or(0, |p| p.last_seq)),
+                last_lamport: AtomicU64::new(last.map_or(0, |p| p.last_lamport)),
+                writer: writer.map(Mutex::new),
+                record_bytes_max: opts.record_bytes_max,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The directory holding the stream's segments.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
+    }
+
+    fn writer(&self) -> Result<&Mutex<StreamWriter>> {
+        self.inner.writer.as_ref().ok_or(Error::ReadOnly)
+    }
+
+    /// Append one JSON value.
+    ///
+    /// The payload is validated first: invalid JSON is
+    /// [`Error::InvalidJson`], a payload over `record_bytes_max` is
+    /// [`Error::RecordTooLarge`], and in both cases nothing is written. With
+    /// [`Durability::Sync`] the call returns once the record and every
+    /// earlier one of this stream are on disk.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
+    /// let stream = store.stream("session-1")?;
+    /// let a = stream.append(br#"{"op":"write","path":"src/main.rs"}"#, lamplog::Durability::Sync)?;
+    /// assert_eq!((a.seq, a.lamport), (1, 1));
+    /// # Ok::<(), lamplog::Error>(())
+    /// ```
+    pub fn append(&self, payload: impl AsRef<[u8]>, durability: Durability) -> Result<Appended> {
+        let payload = payload.as_ref();
+        let writer = self.writer()?;
+        validate_payload(payload, self.inner.record_bytes_max)?;
+        let mut w = writer.lock();
+        let appended = w.append_frame(payload)?;
+        self.inner
+            .last_lamport
+            .store(appended.lamport, Ordering::Release);
+        self.inner.last_seq.store(appended.seq, Ordering::Release);
+        if durability == Durability::Sync {
+            w.sync()?;
+        }
+        Ok(appended)
+    }
+
+    /// Make every record appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.writer()?.lock().sync()
+    }
+
+    /// Seq of the last record (0 for an empty stream).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Lamport timestamp of the last record (0 for an empty stream).
+    pub fn last_lamport(&self) -> u64 {
+        self.inner.last_lamport.load(Ordering::Acquire)
+    }
+
+    fn iter_with(&self, from: From) -> Iter {
+        Iter::new(
+            self.inner.segments.clone(),
+            self.inner.record_bytes_max,
+            self.last_seq(),
+            from,
+        )
+    }
+
+    /// Every record, oldest first, up to the last one appended before this call.
+    pub fn iter(&self) -> Iter {
+        self.iter_with(From::Start)
+    }
+
+    /// Records from `seq` on. The seek goes through the sparse index, so its
+    /// cost does not grow with the records before `seq`.
+    pub fn iter_from_seq(&self, seq: u64) -> Iter {
+        self.iter_with(From::Seq(seq))
+    }
+
+    /// Records from the first one whose Lamport timestamp is at least `lamport`.
+    pub fn iter_from_lamport(&self, lamport: u64) -> Iter {
+        self.iter_with(From::Lamport(lamport))
+    }
+
+    /// The record with sequence number `seq`, if the stream has it.
+    pub fn get(&self, seq: u64) -> Result<Option<Record>> {
+        if seq == 0 || seq > self.last_seq() {
+            return Ok(None);
+        }
+        self.iter_from_seq(seq).next().transpose()
+    }
+}
