@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! offset size field        meaning
-//!  0      4   len          payload length in bytes (u32 LE), >= 1
+//!  0      4   len          payload length in bytes (u32 LE): >= 1 for data, 0 for a marker
 //!  4      4   crc          CRC-32 (IEEE, crc32fast) seeded with the segment
 //!                          salt, over bytes 0..4, 8..44 and the payload
 //!  8      8   seq          sequence number, contiguous per stream from 1
@@ -12,7 +12,7 @@
 //!                          `prev_crc` for a segment's first frame)
 //! 36      4   durable_end  segment offset up to which the segment was fdatasynced
 //!                          when this frame was written
-//! 40      1   kind         1 = data
+//! 40      1   kind         1 = data, 2 = commit marker (no payload)
 //! 41      1   flags        0 (reserved for later kinds)
 //! 42      2   reserved     0
 //! 44    len   payload      the JSON bytes, unchanged
@@ -45,19 +45,33 @@ const LEN_END: usize = size_of::<u32>();
 const CRC_END: usize = LEN_END + size_of::<u32>();
 const _: () = assert!(FRAME_HEADER_LEN == 44);
 
-/// What a record is. Only data records exist in format version 1.
+/// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Kind {
     /// An appended payload.
     Data = 1,
+    /// A marker written after a sync on a clean close: it has no payload,
+    /// takes no seq, and is never returned by readers. Its `durable_end`
+    /// proves the records before it were on disk (see docs/FORMAT.md).
+    Commit = 2,
 }
 
 impl Kind {
     fn from_u8(b: u8) -> Option<Kind> {
         match b {
             1 => Some(Kind::Data),
+            2 => Some(Kind::Commit),
             _ => None,
+        }
+    }
+
+    /// Whether a payload of `len` bytes is allowed for this kind.
+    fn allows_len(self, len: usize) -> bool {
+        match self {
+            Kind::Data => len > 0,
+            Kind::Commit => len == 0,
         }
     }
 }
@@ -97,7 +111,7 @@ impl Frame<'_> {
 pub(crate) enum FrameError {
     /// The buffer ends inside the header or the payload.
     Truncated,
-    /// The length field is zero or over the record limit.
+    /// The length field is over the record limit.
     BadLength,
     /// The checksum does not match.
     BadChecksum,
@@ -147,10 +161,9 @@ pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: 
 pub(crate) fn plausible(buf: &[u8], record_bytes_max: usize) -> Option<(u64, usize)> {
     let (header, rest) = FrameHeader::ref_from_prefix(buf).ok()?;
     let len = header.len.get() as usize;
-    let ok = Kind::from_u8(header.kind).is_some()
+    let ok = Kind::from_u8(header.kind).is_some_and(|k| k.allows_len(len))
         && header.flags == 0
         && header.reserved.get() == 0
-        && len > 0
         && len <= record_bytes_max
         && len <= rest.len();
     ok.then(|| (header.seq.get(), frame_len(len)))
@@ -166,7 +179,7 @@ pub(crate) fn decode(
 ) -> Result<Frame<'_>, FrameError> {
     let (header, rest) = FrameHeader::ref_from_prefix(buf).map_err(|_| FrameError::Truncated)?;
     let len = header.len.get() as usize;
-    if len == 0 || len > record_bytes_max {
+    if len > record_bytes_max {
         return Err(FrameError::BadLength);
     }
     let payload = rest.get(..len).ok_or(FrameError::Truncated)?;
@@ -175,7 +188,7 @@ pub(crate) fn decode(
         return Err(FrameError::BadChecksum);
     }
     let kind = Kind::from_u8(header.kind).ok_or(FrameError::BadRecordHeader)?;
-    if header.flags != 0 || header.reserved.get() != 0 {
+    if header.flags != 0 || header.reserved.get() != 0 || !kind.allows_len(len) {
         return Err(FrameError::BadRecordHeader);
     }
     let meta = FrameMeta {
@@ -238,16 +251,37 @@ mod tests {
     }
 
     #[test]
+    fn markers_have_no_payload_and_data_has_one() {
+        let mut buf = Vec::new();
+        let marker = FrameMeta {
+            kind: Kind::Commit,
+            ..meta(4)
+        };
+        encode(&mut buf, &marker, b"", 8);
+        assert_eq!(decode(&buf, 8, 1024).unwrap().meta, marker);
+        assert_eq!(plausible(&buf, 1024), Some((4, FRAME_HEADER_LEN)));
+        let mut empty_data = Vec::new();
+        encode(&mut empty_data, &meta(4), b"", 8);
+        assert_eq!(
+            decode(&empty_data, 8, 1024).unwrap_err(),
+            FrameError::BadRecordHeader
+        );
+        let mut full_marker = Vec::new();
+        encode(&mut full_marker, &marker, b"{}", 8);
+        assert_eq!(
+            decode(&full_marker, 8, 1024).unwrap_err(),
+            FrameError::BadRecordHeader
+        );
+    }
+
+    #[test]
     fn truncation_and_zeros() {
         let mut buf = Vec::new();
         encode(&mut buf, &meta(1), b"true", 5);
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut], 5, 1024).is_err());
         }
-        assert_eq!(
-            decode(&[0; 64], 5, 1024).unwrap_err(),
-            FrameError::BadLength
-        );
+        assert!(decode(&[0; 64], 5, 1024).is_err());
         assert_eq!(decode(&buf, 5, 3).unwrap_err(), FrameError::BadLength);
     }
 }

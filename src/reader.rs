@@ -185,6 +185,10 @@ impl Iter {
             let frame = segment
                 .decode_at(&self.bytes, self.offset, self.end, self.record_bytes_max)
                 .map_err(|e| segment.corruption(self.offset, corruption_kind(e)))?;
+            if frame.meta.kind == Kind::Commit {
+                self.offset += frame.len_on_disk() as u64;
+                continue;
+            }
             if frame.meta.seq != self.next_seq {
                 return Err(segment.corruption(
                     self.offset,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::backend::{Backend, BackendFile, OpenMode};
 use crate::error::{io_err, CorruptionKind, Error, Result};
-use crate::frame::{self, FRAME_HEADER_LEN};
+use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
 use crate::index::{self, IndexEntry, ParsedIndex, Seal, SparseIndex};
 use crate::options::{Options, RecoveryMode};
 use crate::quarantine::{self, Cut, CutReason};
@@ -63,6 +63,34 @@ impl Cursor {
         }
     }
 
+    /// Whether the frame `m`, checksum-verified, may come next.
+    fn check(&self, m: &FrameMeta) -> Option<CorruptionKind> {
+        // A data record takes the next seq and a higher Lamport; a commit
+        // marker repeats the last record's.
+        let (seq, lamport_ok) = match m.kind {
+            Kind::Data => (self.next_seq, m.lamport > self.last_lamport),
+            Kind::Commit => (self.next_seq - 1, m.lamport == self.last_lamport),
+        };
+        if m.seq != seq {
+            Some(CorruptionKind::SequenceGap {
+                expected: seq,
+                found: m.seq,
+            })
+        } else if self.prev_crc.is_some_and(|p| p != m.prev_crc) {
+            Some(CorruptionKind::BrokenChain)
+        } else if !lamport_ok {
+            Some(CorruptionKind::LamportNotIncreasing)
+        } else if m.seq >= frame::CLOCK_LIMIT
+            || m.lamport >= frame::CLOCK_LIMIT
+            || u64::from(m.durable_end) > self.offset
+        {
+            // Out of range, or claims to have been synced before it was written.
+            Some(CorruptionKind::BadRecordHeader)
+        } else {
+            None
+        }
+    }
+
     fn published(&self, h: &SegmentHeader) -> Published {
         Published {
             end: self.offset,
@@ -91,35 +119,17 @@ fn scan(
             Ok(f) => f,
             Err(e) => return (c, Some(corruption_kind(e))),
         };
-        let m = f.meta;
-        let problem = if m.seq != c.next_seq {
-            Some(CorruptionKind::SequenceGap {
-                expected: c.next_seq,
-                found: m.seq,
-            })
-        } else if c.prev_crc.is_some_and(|p| p != m.prev_crc) {
-            Some(CorruptionKind::BrokenChain)
-        } else if m.lamport <= c.last_lamport {
-            Some(CorruptionKind::LamportNotIncreasing)
-        } else if m.seq >= frame::CLOCK_LIMIT
-            || m.lamport >= frame::CLOCK_LIMIT
-            || u64::from(m.durable_end) > c.offset
-        {
-            // A frame cannot have been synced before it was written.
-            Some(CorruptionKind::BadRecordHeader)
-        } else {
-            None
-        };
-        if problem.is_some() {
-            return (c, problem);
+        if let Some(problem) = c.check(&f.meta) {
+            return (c, Some(problem));
         }
-        index.observe(m.seq, m.lamport, m.ts_us, c.offset);
-        c = Cursor {
-            offset: c.offset + f.len_on_disk() as u64,
-            next_seq: m.seq + 1,
-            prev_crc: Some(f.crc),
-            last_lamport: m.lamport,
-        };
+        let m = f.meta;
+        if m.kind == Kind::Data {
+            index.observe(m.seq, m.lamport, m.ts_us, c.offset);
+            c.next_seq = m.seq + 1;
+            c.last_lamport = m.lamport;
+        }
+        c.offset += f.len_on_disk() as u64;
+        c.prev_crc = Some(f.crc);
     }
     (c, None)
 }
@@ -245,6 +255,22 @@ pub(crate) fn recover_stream(
             }
         }
     }
+    // A sealed segment whose successor was cut (an interrupted creation, a
+    // repair) is the tail again: it was synced whole, so writing resumes at its end.
+    if let Some(last) = segments
+        .last_mut()
+        .filter(|s| s.is_sealed() && r.writable())
+    {
+        let file = r.open_file(&last.path)?;
+        let index = last.index.read().clone();
+        *last = Arc::new(Segment::open(
+            last.path.clone(),
+            last.header.clone(),
+            file,
+            last.published(),
+            index,
+        ));
+    }
     Ok(Recovered {
         segments,
         cuts: r.cuts,
@@ -339,39 +365,42 @@ impl Recovery<'_> {
         let index_max = (len / self.opts.index_interval_bytes + 2) * index::INDEX_ENTRY_LEN as u64
             + index::INDEX_HEADER_LEN as u64;
         let parsed = index::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
-        let outcome = if is_last {
-            self.scan_tail(path, &*file, bytes, &header, parsed)?
-        } else if let Some(found) = self.check_sealed(&bytes, &header, parsed) {
-            Ok(found)
-        } else {
-            let rebuilt = self.rebuild_sealed(&bytes, &header);
-            if let Ok(found) = &rebuilt {
-                self.indexes_rebuilt += 1;
-                if self.writable() {
-                    let seal = Seal {
-                        last_seq: found.0.last_seq,
-                        last_lamport: found.0.last_lamport,
-                        ts_us_max: found.1.ts_us_max(),
-                        end: found.0.end,
-                    };
-                    index::write_file(
-                        self.backend,
-                        &index_path,
-                        &index::encode_file(&found.1, Some(&seal), header.salt, first_seq),
-                    );
-                }
-            }
-            rebuilt.map_err(|(offset, kind, found)| (offset, kind, found, bytes))
+        if is_last {
+            return Ok(
+                match self.scan_tail(path, &*file, bytes, &header, parsed)? {
+                    Ok((published, sparse)) => Opened::Segment(Arc::new(Segment::open(
+                        path.into(),
+                        header,
+                        file,
+                        published,
+                        sparse,
+                    ))),
+                    Err((offset, kind, found, bytes)) => Opened::Damaged(Damage {
+                        offset,
+                        kind,
+                        good: Some(Good {
+                            header,
+                            file,
+                            bytes,
+                            found,
+                        }),
+                    }),
+                },
+            );
+        }
+        let checked = match self.check_sealed(&bytes, &header, parsed) {
+            Some(found) => Ok(found),
+            None => self.rebuild_sealed(&bytes, &header, &index_path),
         };
-        match outcome {
-            Ok((published, sparse)) => {
-                let segment = Segment::new(path.into(), header, file, published, sparse);
-                if !is_last {
-                    segment.seal();
-                }
-                Ok(Opened::Segment(Arc::new(segment)))
-            }
-            Err((offset, kind, found, bytes)) => Ok(Opened::Damaged(Damage {
+        Ok(match checked {
+            Ok((published, sparse)) => Opened::Segment(Arc::new(Segment::sealed(
+                path.into(),
+                header,
+                bytes,
+                published,
+                sparse,
+            ))),
+            Err((offset, kind, found)) => Opened::Damaged(Damage {
                 offset,
                 kind,
                 good: Some(Good {
@@ -380,8 +409,8 @@ impl Recovery<'_> {
                     bytes,
                     found,
                 }),
-            })),
-        }
+            }),
+        })
     }
 
     /// Trust a sealed segment's index only if its last stretch re-decodes
@@ -427,9 +456,10 @@ impl Recovery<'_> {
     /// in full before the next segment existed, so anything but zeros after
     /// its last record is corruption.
     fn rebuild_sealed(
-        &self,
+        &mut self,
         bytes: &[u8],
         h: &SegmentHeader,
+        index_path: &Path,
     ) -> Result<Found, (u64, CorruptionKind, Found)> {
         let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
         let (c, problem) = scan(
@@ -440,12 +470,26 @@ impl Recovery<'_> {
             Cursor::at_header(h),
             &mut sparse,
         );
-        match problem {
-            Some(kind) if !all_zero(&bytes[c.offset as usize..]) => {
-                Err((c.offset, kind, (c.published(h), sparse)))
-            }
-            _ => Ok((c.published(h), sparse)),
+        let found = (c.published(h), sparse);
+        if let Some(kind) = problem.filter(|_| !all_zero(&bytes[c.offset as usize..])) {
+            return Err((c.offset, kind, found));
         }
+        self.indexes_rebuilt += 1;
+        if self.writable() {
+            let (p, sparse) = &found;
+            let seal = Seal {
+                last_seq: p.last_seq,
+                last_lamport: p.last_lamport,
+                ts_us_max: sparse.ts_us_max(),
+                end: p.end,
+            };
+            index::write_file(
+                self.backend,
+                index_path,
+                &index::encode_file(sparse, Some(&seal), h.salt, h.first_seq),
+            );
+        }
+        Ok(found)
     }
 
     /// Scan the tail from the last index point known to be durable, then
@@ -604,7 +648,7 @@ impl Recovery<'_> {
                 .map_err(io_err("truncate", path))?;
             file.sync_data().map_err(io_err("fdatasync", path))?;
         }
-        Ok(Some(Arc::new(Segment::new(
+        Ok(Some(Arc::new(Segment::open(
             path.into(),
             header,
             file,

@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::backend::{BackendFile, Map};
+use crate::backend::BackendFile;
 use crate::error::{io_err, CorruptionKind, Error, Result};
 use crate::frame::{self, Frame, FrameError};
 use crate::index::SparseIndex;
@@ -186,7 +186,9 @@ pub(crate) struct Published {
 pub(crate) struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
-    pub file: Arc<dyn BackendFile>,
+    /// Open while the segment may grow; a sealed segment needs only its map,
+    /// so a store holds one descriptor per stream, not per segment.
+    file: Mutex<Option<Arc<dyn BackendFile>>>,
     /// Bytes `[0, end)` hold whole, verified records.
     end: AtomicU64,
     sealed: AtomicBool,
@@ -198,35 +200,60 @@ pub(crate) struct Segment {
 
 #[derive(Debug)]
 struct View {
-    map: Map,
-    /// Readers may trust `map` up to here.
+    bytes: Bytes,
+    /// Readers may trust `bytes` up to here.
     valid: u64,
 }
 
 impl Segment {
-    pub fn new(
+    /// A segment that may still grow, written through `file`.
+    pub fn open(
         path: PathBuf,
         header: SegmentHeader,
         file: Arc<dyn BackendFile>,
         published: Published,
         index: SparseIndex,
     ) -> Segment {
+        Segment::new(path, header, Some(file), Bytes::new(), published, index)
+    }
+
+    /// A complete segment whose records are all in `bytes`.
+    pub fn sealed(
+        path: PathBuf,
+        header: SegmentHeader,
+        bytes: Bytes,
+        published: Published,
+        index: SparseIndex,
+    ) -> Segment {
+        let segment = Segment::new(path, header, None, bytes, published, index);
+        segment.sealed.store(true, Ordering::Release);
+        segment
+    }
+
+    fn new(
+        path: PathBuf,
+        header: SegmentHeader,
+        file: Option<Arc<dyn BackendFile>>,
+        bytes: Bytes,
+        published: Published,
+        index: SparseIndex,
+    ) -> Segment {
+        let valid = bytes.len() as u64;
         Segment {
             path,
             header,
-            file,
+            file: Mutex::new(file),
             end: AtomicU64::new(published.end),
             sealed: AtomicBool::new(false),
             published: Mutex::new(published),
-            view: Mutex::new(View {
-                map: Map {
-                    bytes: Bytes::new(),
-                    live: false,
-                },
-                valid: 0,
-            }),
+            view: Mutex::new(View { bytes, valid }),
             index: RwLock::new(index),
         }
+    }
+
+    /// The file, while the segment may grow.
+    pub fn file(&self) -> Option<Arc<dyn BackendFile>> {
+        self.file.lock().clone()
     }
 
     /// End of the bytes readers may read.
@@ -248,7 +275,12 @@ impl Segment {
         self.sealed.load(Ordering::Acquire)
     }
 
+    /// Mark the segment complete: no record will be added. Its file is
+    /// closed once a view of all its records is mapped.
     pub fn seal(&self) {
+        if self.bytes(self.end()).is_ok() {
+            *self.file.lock() = None;
+        }
         self.sealed.store(true, Ordering::Release);
     }
 
@@ -256,12 +288,16 @@ impl Segment {
     pub fn bytes(&self, end: u64) -> Result<Bytes> {
         let mut view = self.view.lock();
         if view.valid < end {
-            let len = self.file.len().map_err(io_err("stat", &self.path))?;
-            let map = self.file.map(len).map_err(io_err("mmap", &self.path))?;
+            let file = self.file.lock().clone();
+            let file = file.ok_or_else(|| {
+                io_err("map", &self.path)(std::io::ErrorKind::UnexpectedEof.into())
+            })?;
+            let len = file.len().map_err(io_err("stat", &self.path))?;
+            let map = file.map(len).map_err(io_err("mmap", &self.path))?;
             view.valid = if map.live { len } else { end };
-            view.map = map;
+            view.bytes = map.bytes;
         }
-        Ok(view.map.bytes.clone())
+        Ok(view.bytes.clone())
     }
 
     /// Decode the frame at `offset` of `bytes` (a view of this segment).

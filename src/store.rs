@@ -226,8 +226,18 @@ impl Store {
         streams.iter().try_for_each(Stream::sync)
     }
 
-    /// Sync every stream and close this handle.
+    /// Sync every stream, mark each log as cleanly closed, and close this
+    /// handle. Dropping the last handle does the same but cannot report an
+    /// error.
     pub fn close(self) -> Result<()> {
-        self.sync()
+        let streams: Vec<Stream> = self.inner.streams.lock().values().cloned().collect();
+        streams.iter().try_for_each(Stream::close)
+    }
+
+    /// Drop every handle without syncing, as a crash would leave the store
+    /// (the operating system still writes back what was written). For tests.
+    #[doc(hidden)]
+    pub fn abandon(self) {
+        self.inner.streams.lock().values().for_each(Stream::abandon);
     }
 }

@@ -38,6 +38,15 @@ struct StreamInner {
     _lock: Option<Arc<dyn LockGuard>>,
 }
 
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        // Best effort: a caller who needs the outcome calls `Store::close`.
+        if let Some(writer) = &mut self.writer {
+            let _ = writer.get_mut().close();
+        }
+    }
+}
+
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
@@ -164,6 +173,21 @@ impl Stream {
     /// Make every record appended so far durable.
     pub fn sync(&self) -> Result<()> {
         self.writer()?.lock().sync()
+    }
+
+    /// Sync and mark the log as cleanly closed (the store's `close` and the
+    /// last handle's drop call this). Appends may still follow.
+    pub(crate) fn close(&self) -> Result<()> {
+        match &self.inner.writer {
+            Some(writer) => writer.lock().close(),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn abandon(&self) {
+        if let Some(writer) = &self.inner.writer {
+            writer.lock().abandon();
+        }
     }
 
     /// Seq of the last record (0 for an empty stream).

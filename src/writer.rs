@@ -46,6 +46,8 @@ pub(crate) struct StreamWriter {
     limits: WriterLimits,
     segments: Arc<SegmentList>,
     active: Arc<Segment>,
+    /// The active segment's file.
+    file: Arc<dyn BackendFile>,
     index_file: Option<Arc<dyn BackendFile>>,
     index_len: u64,
     /// State of the last record written.
@@ -55,6 +57,8 @@ pub(crate) struct StreamWriter {
     /// Current length of the active segment file.
     allocated: u64,
     buf: Vec<u8>,
+    /// Whether the last frame is a commit marker.
+    marked: bool,
     poisoned: Option<String>,
 }
 
@@ -69,7 +73,8 @@ impl StreamWriter {
         active: Arc<Segment>,
     ) -> Result<StreamWriter> {
         let tip = active.published();
-        let allocated = active.file.len().map_err(io_err("stat", &active.path))?;
+        let file = active.file().expect("the tail segment is open for writing");
+        let allocated = file.len().map_err(io_err("stat", &active.path))?;
         let index_path = dir.join(index_file_name(active.header.first_seq));
         let index_bytes = index::encode_file(
             &active.index.read(),
@@ -86,11 +91,13 @@ impl StreamWriter {
             index_len: index_bytes.len() as u64,
             index_file,
             active,
+            file,
             tip,
             // Recovery synced the segment it resumes from.
             durable_end: tip.end,
             allocated,
             buf: Vec::new(),
+            marked: false,
             poisoned: None,
         })
     }
@@ -152,8 +159,7 @@ impl StreamWriter {
         self.buf.clear();
         let crc = frame::encode(&mut self.buf, &meta, payload, self.active.header.salt);
         self.grow_to(offset + len)?;
-        self.active
-            .file
+        self.file
             .write_all_at(&self.buf, offset)
             .map_err(io_err("write", &self.active.path))?;
         let entry = self
@@ -170,8 +176,48 @@ impl StreamWriter {
             last_lamport: lamport,
             last_crc: crc,
         };
+        self.marked = false;
         self.active.publish(self.tip);
         Ok(Appended { seq, lamport })
+    }
+
+    /// Sync, then write a commit marker whose `durable_end` covers every
+    /// record of the segment, so that damage to them found later is reported
+    /// as corruption instead of being cut as a torn write (docs/FORMAT.md,
+    /// "Recovery"). Called on a clean close.
+    pub fn close(&mut self) -> Result<()> {
+        self.sync()?;
+        let offset = self.tip.end;
+        let len = frame::frame_len(0) as u64;
+        let empty = offset == SEGMENT_HEADER_LEN as u64;
+        if self.marked || empty || offset + len > self.limits.segment_bytes_max {
+            return Ok(());
+        }
+        let meta = FrameMeta {
+            seq: self.tip.last_seq,
+            lamport: self.tip.last_lamport,
+            ts_us: now_us(),
+            prev_crc: self.tip.last_crc,
+            durable_end: u32::try_from(offset).expect("segment offsets fit u32"),
+            kind: Kind::Commit,
+        };
+        self.buf.clear();
+        let crc = frame::encode(&mut self.buf, &meta, b"", self.active.header.salt);
+        self.grow_to(offset + len)?;
+        self.file
+            .write_all_at(&self.buf, offset)
+            .map_err(io_err("write", &self.active.path))?;
+        self.tip.end += len;
+        self.tip.last_crc = crc;
+        self.marked = true;
+        self.active.publish(self.tip);
+        self.sync()
+    }
+
+    /// Give up without syncing, as a crash would: later calls fail. For
+    /// tests that need the state a crash leaves.
+    pub fn abandon(&mut self) {
+        self.poisoned = Some("the store was abandoned".into());
     }
 
     /// Make everything written so far durable.
@@ -180,7 +226,7 @@ impl StreamWriter {
         if self.durable_end == self.tip.end {
             return Ok(());
         }
-        if let Err(e) = self.active.file.sync_data() {
+        if let Err(e) = self.file.sync_data() {
             // After a failed fsync the kernel may have dropped the dirty
             // pages, so a retry could falsely succeed: refuse all writes.
             self.poisoned = Some(format!("fdatasync {}: {e}", self.active.path.display()));
@@ -198,8 +244,7 @@ impl StreamWriter {
         let target = needed
             .max(self.allocated + step)
             .min(self.limits.segment_bytes_max);
-        self.active
-            .file
+        self.file
             .allocate(target)
             .map_err(io_err("fallocate", &self.active.path))?;
         self.allocated = target;
@@ -247,7 +292,8 @@ impl StreamWriter {
         let index_header = index::encode_header(next.header.salt, seq);
         self.index_file = index::write_file(&*self.backend, &index_path, &index_header);
         self.index_len = INDEX_HEADER_LEN as u64;
-        self.allocated = next.file.len().map_err(io_err("stat", &next.path))?;
+        self.file = next.file().expect("a new segment is open for writing");
+        self.allocated = self.file.len().map_err(io_err("stat", &next.path))?;
         self.durable_end = SEGMENT_HEADER_LEN as u64;
         self.tip.end = SEGMENT_HEADER_LEN as u64;
         self.active = next;
@@ -288,7 +334,7 @@ fn create_segment(
         last_lamport: header.first_lamport - 1,
         last_crc: header.prev_crc,
     };
-    Ok(Arc::new(Segment::new(
+    Ok(Arc::new(Segment::open(
         path,
         header,
         file,

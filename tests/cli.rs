@@ -1,0 +1,165 @@
+//! The `lamplog` command line contract: output lines, exit codes, messages.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn lamplog(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn append_acknowledges_each_record_and_read_prints_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = lamplog(
+        &["append", d, "sess"],
+        "{\"op\":\"write\",\"n\":1}\n[1, 2]\n\n\"text\"\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"seq\":1,\"lamport\":1}\n{\"seq\":2,\"lamport\":2}\n{\"seq\":3,\"lamport\":3}\n"
+    );
+    let out = lamplog(
+        &["append", d, "sess", "--durability", "buffered"],
+        "{\"op\":\"delete\"}\n",
+    );
+    assert_eq!(stdout(&out), "{\"seq\":4,\"lamport\":4}\n");
+
+    let out = lamplog(&["read", d, "sess"], "");
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["payload"], serde_json::json!({"op":"write","n":1}));
+    assert_eq!(lines[1]["payload"], serde_json::json!([1, 2]));
+    assert_eq!(lines[2]["payload"], "text");
+    assert_eq!(lines[3]["seq"], 4);
+    assert!(lines[0]["ts_us"].as_u64().unwrap() > 1_600_000_000_000_000);
+    // The payload is printed byte for byte as stored.
+    assert!(stdout(&out).starts_with("{\"seq\":1,\"lamport\":1,\"ts_us\":"));
+    assert!(stdout(&out)
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",\"payload\":{\"op\":\"write\",\"n\":1}}"));
+
+    let out = lamplog(&["read", d, "sess", "--from-seq", "2", "--limit", "2"], "");
+    let seqs: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![2, 3]);
+}
+
+#[test]
+fn a_bad_line_stops_append_with_exit_2_keeping_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = lamplog(
+        &["append", d, "s"],
+        "{\"a\":1}\n{\"b\":2}\n{oops\n{\"c\":3}\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out).lines().count(), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 3") && err.contains("key must be a string"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("backtrace"));
+    let out = lamplog(&["read", d, "s"], "");
+    assert_eq!(stdout(&out).lines().count(), 2);
+}
+
+#[test]
+fn usage_errors_exit_2_and_data_errors_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(
+        lamplog(&["append", d, "../evil"], "{}\n").status.code(),
+        Some(2)
+    );
+    assert_eq!(lamplog(&["read", d, "missing"], "").status.code(), Some(2));
+    assert_eq!(lamplog(&["frobnicate"], "").status.code(), Some(2));
+    assert_eq!(
+        lamplog(&["append", d, "s", "--durability", "maybe"], "")
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // Damage a durable record: read reports segment and offset and exits 1.
+    lamplog(&["append", d, "s"], &"{\"k\":\"some value\"}\n".repeat(20));
+    let seg = common::segments(dir.path(), "s").pop().unwrap();
+    let spans = common::frame_spans(&seg);
+    common::patch(&seg, spans[5].0 + 50, b"X");
+    let out = lamplog(&["read", d, "s"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&seg.display().to_string()) && err.contains(&format!("offset {}", spans[5].0)),
+        "{err}"
+    );
+    // Only whole, verified records reached stdout.
+    for line in stdout(&out).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["payload"]["k"], "some value");
+    }
+}
+
+#[test]
+fn read_prints_multi_line_payloads_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lamplog::Store::open(dir.path(), lamplog::Options::default()).unwrap();
+    let pretty = "{\n  \"text\": \"a b\\n\\\"c\\\"\",\n  \"n\": 1.50\n}";
+    store
+        .stream("s")
+        .unwrap()
+        .append(pretty, lamplog::Durability::Sync)
+        .unwrap();
+    let out = lamplog(&["read", dir.path().to_str().unwrap(), "s"], "");
+    assert_eq!(stdout(&out), format!("{{\"seq\":1,\"lamport\":1,\"ts_us\":{},\"payload\":{{\"text\":\"a b\\n\\\"c\\\"\",\"n\":1.50}}}}\n", {
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        v["ts_us"].as_u64().unwrap()
+    }));
+}
+
+#[test]
+fn quickstart_runs() {
+    let out = lamplog(&["quickstart", "--records", "5000"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("replayed 5200 records"), "{text}");
+    assert!(text.contains("recovery cut"), "{text}");
+    assert!(text.contains("appends continue at seq 5201"), "{text}");
+}
