@@ -523,7 +523,7 @@ impl Recovery<'_> {
         let synced = entries
             .iter()
             .rev()
-            .find_map(|e| decode_entry(e))
+            .find_map(&decode_entry)
             .map(|f| u64::from(f.meta.durable_end));
         let start = synced.and_then(|d| {
             entries

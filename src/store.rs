@@ -110,6 +110,15 @@ impl Store {
             backend
                 .create_dir_all(&streams_dir)
                 .map_err(io_err("create", &streams_dir))?;
+            // Make the new folders' entries durable: a segment that survives
+            // a power cut must be reachable from the store directory.
+            for created in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
+                if !created.as_os_str().is_empty() {
+                    backend
+                        .sync_dir(created)
+                        .map_err(io_err("fsync directory", created))?;
+                }
+            }
             let lock_path = dir.join(LOCK_FILE);
             match backend
                 .try_lock(&lock_path)
