@@ -1,0 +1,109 @@
+//! Criterion benches of the storage core: append per durability, replay
+//! through mmap, and index seeks at different depths of a long log.
+//!
+//! `cargo bench --bench core`. Figures depend on the disk: on ext4, call
+//! sync(2) first so other files' dirty pages do not slow each fdatasync.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use lamplog::{Durability, Options, Store};
+
+/// A realistic ~200-byte op.
+fn op(i: u64) -> Vec<u8> {
+    format!(
+        r#"{{"actor":"agent-{:03}","op":"write","path":"src/module_{}/file_{}.rs","blob":"{:064x}","ts":{}}}"#,
+        i % 64,
+        i % 97,
+        i % 1009,
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        1_717_592_400_000_000u64 + i
+    )
+    .into_bytes()
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group.throughput(Throughput::Elements(1));
+    for (name, durability) in [
+        ("buffered", Durability::Buffered),
+        ("sync", Durability::Sync),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let stream = store.stream("bench").unwrap();
+        let payload = op(7);
+        if durability == Durability::Sync {
+            group
+                .sample_size(20)
+                .measurement_time(Duration::from_secs(5));
+        }
+        group.bench_function(BenchmarkId::new("one_writer", name), |b| {
+            b.iter(|| stream.append(&payload, durability).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn filled(n: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let stream = store.stream("bench").unwrap();
+    for i in 0..n {
+        stream.append(op(i), Durability::Buffered).unwrap();
+    }
+    store.close().unwrap();
+    let store = Store::open(dir.path(), Options::read_only()).unwrap();
+    (dir, store)
+}
+
+fn replay(c: &mut Criterion) {
+    let n = 200_000;
+    let (_dir, store) = filled(n);
+    let stream = store.stream("bench").unwrap();
+    let bytes: u64 = stream
+        .iter()
+        .map(|r| r.unwrap().payload().len() as u64)
+        .sum();
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("crc_verified_mmap", |b| {
+        b.iter(|| {
+            stream
+                .iter()
+                .map(|r| r.unwrap().payload().len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+fn seek(c: &mut Criterion) {
+    let n = 1_000_000;
+    let (_dir, store) = filled(n);
+    let stream = store.stream("bench").unwrap();
+    let mut group = c.benchmark_group("seek");
+    for percent in [1u64, 50, 99] {
+        let seq = n * percent / 100;
+        group.bench_with_input(
+            BenchmarkId::new("get_seq_at_percent", percent),
+            &seq,
+            |b, &seq| b.iter(|| stream.get(seq).unwrap().unwrap().lamport()),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("from_lamport_at_percent", percent),
+            &seq,
+            |b, &seq| {
+                b.iter_batched(
+                    || (),
+                    |()| stream.iter_from_lamport(seq).next().unwrap().unwrap().seq(),
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append, replay, seek);
+criterion_main!(benches);
