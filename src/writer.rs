@@ -118,7 +118,7 @@ impl StreamWriter {
             created_us: 0,
             stream: stream.to_string(),
         };
-        let active = create_segment(&*backend, &dir, header, limits)?;
+        let (active, _, _) = create_segment(&*backend, &dir, header, limits)?;
         segments.push(active.clone());
         Self::resume(backend, dir, limits, segments, active)
     }
@@ -141,27 +141,12 @@ impl StreamWriter {
         self.check_poisoned()?;
         let seq = self.tip.last_seq + 1;
         let lamport = self.tip.last_lamport + 1;
-        let len = frame::frame_len(payload.len()) as u64;
-        if self.tip.end + len > self.limits.segment_bytes_max {
+        if self.tip.end + frame::frame_len(payload.len()) as u64 > self.limits.segment_bytes_max {
             self.roll(seq, lamport)?;
         }
         let offset = self.tip.end;
         let ts_us = now_us();
-        let meta = FrameMeta {
-            seq,
-            lamport,
-            ts_us,
-            prev_crc: self.tip.last_crc,
-            durable_end: u32::try_from(self.durable_end)
-                .expect("segment offsets fit u32 (SEGMENT_BYTES_MAX_LIMIT)"),
-            kind: Kind::Data,
-        };
-        self.buf.clear();
-        let crc = frame::encode(&mut self.buf, &meta, payload, self.active.header.salt);
-        self.grow_to(offset + len)?;
-        self.file
-            .write_all_at(&self.buf, offset)
-            .map_err(io_err("write", &self.active.path))?;
+        self.write_frame(Kind::Data, seq, lamport, ts_us, payload)?;
         let entry = self
             .active
             .index
@@ -170,13 +155,6 @@ impl StreamWriter {
         if let Some(entry) = entry {
             self.write_index_bytes(&index::encode_entry(&entry, self.active.header.salt));
         }
-        self.tip = Published {
-            end: offset + len,
-            last_seq: seq,
-            last_lamport: lamport,
-            last_crc: crc,
-        };
-        self.marked = false;
         self.active.publish(self.tip);
         Ok(Appended { seq, lamport })
     }
@@ -187,31 +165,56 @@ impl StreamWriter {
     /// "Recovery"). Called on a clean close.
     pub fn close(&mut self) -> Result<()> {
         self.sync()?;
-        let offset = self.tip.end;
-        let len = frame::frame_len(0) as u64;
-        let empty = offset == SEGMENT_HEADER_LEN as u64;
-        if self.marked || empty || offset + len > self.limits.segment_bytes_max {
+        let empty = self.tip.end == SEGMENT_HEADER_LEN as u64;
+        let full = self.tip.end + frame::frame_len(0) as u64 > self.limits.segment_bytes_max;
+        if self.marked || empty || full {
             return Ok(());
         }
-        let meta = FrameMeta {
-            seq: self.tip.last_seq,
-            lamport: self.tip.last_lamport,
-            ts_us: now_us(),
-            prev_crc: self.tip.last_crc,
-            durable_end: u32::try_from(offset).expect("segment offsets fit u32"),
-            kind: Kind::Commit,
-        };
-        self.buf.clear();
-        let crc = frame::encode(&mut self.buf, &meta, b"", self.active.header.salt);
-        self.grow_to(offset + len)?;
-        self.file
-            .write_all_at(&self.buf, offset)
-            .map_err(io_err("write", &self.active.path))?;
-        self.tip.end += len;
-        self.tip.last_crc = crc;
+        let Published {
+            last_seq,
+            last_lamport,
+            ..
+        } = self.tip;
+        self.write_frame(Kind::Commit, last_seq, last_lamport, now_us(), b"")?;
         self.marked = true;
         self.active.publish(self.tip);
         self.sync()
+    }
+
+    /// Encode and write one frame at the end of the active segment and
+    /// advance the tip past it (not yet published to readers).
+    fn write_frame(
+        &mut self,
+        kind: Kind,
+        seq: u64,
+        lamport: u64,
+        ts_us: u64,
+        payload: &[u8],
+    ) -> Result<()> {
+        let offset = self.tip.end;
+        let meta = FrameMeta {
+            seq,
+            lamport,
+            ts_us,
+            prev_crc: self.tip.last_crc,
+            durable_end: u32::try_from(self.durable_end)
+                .expect("segment offsets fit u32 (SEGMENT_BYTES_MAX_LIMIT)"),
+            kind,
+        };
+        self.buf.clear();
+        let crc = frame::encode(&mut self.buf, &meta, payload, self.active.header.salt);
+        self.grow_to(offset + self.buf.len() as u64)?;
+        self.file
+            .write_all_at(&self.buf, offset)
+            .map_err(io_err("write", &self.active.path))?;
+        self.tip = Published {
+            end: offset + self.buf.len() as u64,
+            last_seq: seq,
+            last_lamport: lamport,
+            last_crc: crc,
+        };
+        self.marked = false;
+        Ok(())
     }
 
     /// Give up without syncing, as a crash would: later calls fail. For
@@ -276,7 +279,8 @@ impl StreamWriter {
             created_us: 0,
             stream: self.active.header.stream.clone(),
         };
-        let next = create_segment(&*self.backend, &self.dir, header, self.limits)?;
+        let (next, file, allocated) =
+            create_segment(&*self.backend, &self.dir, header, self.limits)?;
         let seal = Seal {
             last_seq: self.tip.last_seq,
             last_lamport: self.tip.last_lamport,
@@ -292,8 +296,8 @@ impl StreamWriter {
         let index_header = index::encode_header(next.header.salt, seq);
         self.index_file = index::write_file(&*self.backend, &index_path, &index_header);
         self.index_len = INDEX_HEADER_LEN as u64;
-        self.file = next.file().expect("a new segment is open for writing");
-        self.allocated = self.file.len().map_err(io_err("stat", &next.path))?;
+        self.file = file;
+        self.allocated = allocated;
         self.durable_end = SEGMENT_HEADER_LEN as u64;
         self.tip.end = SEGMENT_HEADER_LEN as u64;
         self.active = next;
@@ -302,13 +306,13 @@ impl StreamWriter {
 }
 
 /// Create a segment file with a fresh salt, make it and its directory entry
-/// durable, and return it ready for writing.
+/// durable, and return it ready for writing with its file and length.
 fn create_segment(
     backend: &dyn Backend,
     dir: &std::path::Path,
     mut header: SegmentHeader,
     limits: WriterLimits,
-) -> Result<Arc<Segment>> {
+) -> Result<(Arc<Segment>, Arc<dyn BackendFile>, u64)> {
     header.salt = new_salt();
     header.created_us = now_us();
     let path = dir.join(segment_file_name(header.first_seq));
@@ -334,11 +338,7 @@ fn create_segment(
         last_lamport: header.first_lamport - 1,
         last_crc: header.prev_crc,
     };
-    Ok(Arc::new(Segment::open(
-        path,
-        header,
-        file,
-        published,
-        SparseIndex::new(limits.index_interval_bytes),
-    )))
+    let index = SparseIndex::new(limits.index_interval_bytes);
+    let segment = Arc::new(Segment::open(path, header, file.clone(), published, index));
+    Ok((segment, file, initial))
 }
