@@ -124,8 +124,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Tell the operator on stderr what recovery cut (or, read-only, skipped).
+fn report_cuts(store: &Store) {
+    for cut in &store.recovery_report().cuts {
+        let kept = match &cut.quarantine_file {
+            Some(path) => format!("kept in {}", path.display()),
+            None => "not read (read-only; a writer's open moves them to quarantine)".to_string(),
+        };
+        eprintln!(
+            "lamplog: recovery: {}: {} bytes of {} at offset {}, {kept}",
+            cut.reason,
+            cut.len,
+            cut.segment.display(),
+            cut.offset,
+        );
+    }
+}
+
 fn append(dir: &Path, stream_name: &str, durability: DurabilityArg) -> Result<(), Failure> {
     let store = Store::open(dir, Options::default())?;
+    report_cuts(&store);
     let stream = store.stream(stream_name)?;
     let mut stdin = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
     let mut out = BufWriter::new(io::stdout().lock());
@@ -187,6 +205,7 @@ fn read(
     limit: Option<u64>,
 ) -> Result<(), Failure> {
     let store = Store::open(dir, Options::read_only())?;
+    report_cuts(&store);
     let stream = store.stream(stream_name)?;
     let mut out = BufWriter::new(io::stdout().lock());
     let records = stream.iter_from_seq(from_seq.unwrap_or(1));

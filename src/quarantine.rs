@@ -25,6 +25,16 @@ pub enum CutReason {
     Repair(CorruptionKind),
 }
 
+impl std::fmt::Display for CutReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CutReason::TornTail => f.write_str("torn tail"),
+            CutReason::TornSegmentCreation => f.write_str("interrupted segment creation"),
+            CutReason::Repair(kind) => write!(f, "repair of {kind}"),
+        }
+    }
+}
+
 /// One cut that recovery made (or, for a read-only open, would make).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cut {

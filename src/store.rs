@@ -110,23 +110,25 @@ impl Store {
             backend
                 .create_dir_all(&streams_dir)
                 .map_err(io_err("create", &streams_dir))?;
-            // Make the new folders' entries durable: a segment that survives
-            // a power cut must be reachable from the store directory.
-            for created in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
-                if !created.as_os_str().is_empty() {
-                    backend
-                        .sync_dir(created)
-                        .map_err(io_err("fsync directory", created))?;
-                }
-            }
             let lock_path = dir.join(LOCK_FILE);
-            match backend
+            let Some(guard) = backend
                 .try_lock(&lock_path)
                 .map_err(io_err("lock", &lock_path))?
-            {
-                Some(guard) => Some(Arc::<dyn LockGuard>::from(guard)),
-                None => return Err(Error::Locked { path: lock_path }),
+            else {
+                return Err(Error::Locked { path: lock_path });
+            };
+            // Make the folders' entries durable: a segment that survives a
+            // power cut must be reachable from the store's parent directory.
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            for created in [dir.as_path(), parent] {
+                backend
+                    .sync_dir(created)
+                    .map_err(io_err("fsync directory", created))?;
             }
+            Some(Arc::<dyn LockGuard>::from(guard))
         };
         let names = match backend.list_dir(&streams_dir) {
             Ok(names) => names,

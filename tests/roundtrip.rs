@@ -170,3 +170,16 @@ fn assert_holds_json(store: &Store) {
     let record = store.stream("s").unwrap().get(1).unwrap().unwrap();
     assert_eq!(record.payload(), br#"{"k":"v"}"#);
 }
+
+#[test]
+fn an_iterator_yields_the_records_that_existed_when_it_was_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let stream = store.stream("s").unwrap();
+    fill(&stream, 0..100, Durability::Buffered);
+    let mut iter = stream.iter();
+    assert_eq!(iter.next().unwrap().unwrap().seq(), 1);
+    fill(&stream, 100..400, Durability::Buffered);
+    assert_eq!(iter.count(), 99, "appends after creation are not included");
+    assert_eq!(stream.iter().count(), 400);
+}
