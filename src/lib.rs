@@ -34,6 +34,7 @@ mod options;
 mod quarantine;
 mod reader;
 mod recovery;
+mod scan;
 mod segment;
 mod store;
 mod stream;

@@ -15,13 +15,14 @@ use bytes::Bytes;
 
 use crate::backend::{Backend, BackendFile, OpenMode};
 use crate::error::{io_err, CorruptionKind, Error, Result};
-use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
+use crate::frame;
 use crate::index::{self, IndexEntry, ParsedIndex, Seal, SparseIndex};
 use crate::options::{Options, RecoveryMode};
 use crate::quarantine::{self, Cut, CutReason};
+use crate::scan::{durable_after, scan, Cursor};
 use crate::segment::{
-    corruption_kind, index_file_name, parse_segment_file_name, segment_file_name, HeaderError,
-    Published, Segment, SegmentHeader, SEGMENT_HEADER_LEN,
+    index_file_name, parse_segment_file_name, segment_file_name, HeaderError, Published, Segment,
+    SegmentHeader, SEGMENT_HEADER_LEN,
 };
 
 /// What recovery found in one stream.
@@ -31,137 +32,6 @@ pub(crate) struct Recovered {
     pub segments: Vec<Arc<Segment>>,
     pub cuts: Vec<Cut>,
     pub indexes_rebuilt: u64,
-}
-
-/// Where a scan stands: the next frame expected at `offset`.
-#[derive(Debug, Clone, Copy)]
-struct Cursor {
-    offset: u64,
-    next_seq: u64,
-    /// The previous frame's CRC, when known (a scan that starts at an index
-    /// point does not know it).
-    prev_crc: Option<u32>,
-    last_lamport: u64,
-}
-
-impl Cursor {
-    fn at_header(h: &SegmentHeader) -> Cursor {
-        Cursor {
-            offset: SEGMENT_HEADER_LEN as u64,
-            next_seq: h.first_seq,
-            prev_crc: Some(h.prev_crc),
-            last_lamport: h.first_lamport.saturating_sub(1),
-        }
-    }
-
-    fn at_entry(e: &IndexEntry) -> Cursor {
-        Cursor {
-            offset: e.offset,
-            next_seq: e.seq,
-            prev_crc: None,
-            last_lamport: e.lamport.saturating_sub(1),
-        }
-    }
-
-    /// Whether the frame `m`, checksum-verified, may come next.
-    fn check(&self, m: &FrameMeta) -> Option<CorruptionKind> {
-        // A data record takes the next seq and a higher Lamport; a commit
-        // marker repeats the last record's.
-        let (seq, lamport_ok) = match m.kind {
-            Kind::Data => (self.next_seq, m.lamport > self.last_lamport),
-            Kind::Commit => (self.next_seq - 1, m.lamport == self.last_lamport),
-        };
-        if m.seq != seq {
-            Some(CorruptionKind::SequenceGap {
-                expected: seq,
-                found: m.seq,
-            })
-        } else if self.prev_crc.is_some_and(|p| p != m.prev_crc) {
-            Some(CorruptionKind::BrokenChain)
-        } else if !lamport_ok {
-            Some(CorruptionKind::LamportNotIncreasing)
-        } else if m.seq >= frame::CLOCK_LIMIT
-            || m.lamport >= frame::CLOCK_LIMIT
-            || u64::from(m.durable_end) > self.offset
-        {
-            // Out of range, or claims to have been synced before it was written.
-            Some(CorruptionKind::BadRecordHeader)
-        } else {
-            None
-        }
-    }
-
-    fn published(&self, h: &SegmentHeader) -> Published {
-        Published {
-            end: self.offset,
-            last_seq: self.next_seq - 1,
-            last_lamport: self.last_lamport,
-            last_crc: self.prev_crc.unwrap_or(h.prev_crc),
-        }
-    }
-}
-
-/// Decode frames from `cursor` up to `limit`, checking the checksum, the CRC
-/// chain, seq contiguity and Lamport order, and feed each to `index`.
-/// Returns the cursor after the last good frame and why the scan stopped
-/// before `limit`, if it did.
-fn scan(
-    bytes: &[u8],
-    limit: u64,
-    salt: u32,
-    record_max: usize,
-    mut c: Cursor,
-    index: &mut SparseIndex,
-) -> (Cursor, Option<CorruptionKind>) {
-    while c.offset < limit {
-        let window = &bytes[c.offset as usize..limit as usize];
-        let f = match frame::decode(window, salt, record_max) {
-            Ok(f) => f,
-            Err(e) => return (c, Some(corruption_kind(e))),
-        };
-        if let Some(problem) = c.check(&f.meta) {
-            return (c, Some(problem));
-        }
-        let m = f.meta;
-        if m.kind == Kind::Data {
-            index.observe(m.seq, m.lamport, m.ts_us, c.offset);
-            c.next_seq = m.seq + 1;
-            c.last_lamport = m.lamport;
-        }
-        c.offset += f.len_on_disk() as u64;
-        c.prev_crc = Some(f.crc);
-    }
-    (c, None)
-}
-
-/// Whether a valid frame after `bad` proves that the bytes at `bad` had been
-/// synced (its `durable_end` lies beyond `bad`). Unparseable noise that would
-/// cost more than a few passes over the tail to search counts as proof: when
-/// in doubt, lamplog refuses rather than cuts.
-fn durable_after(bytes: &[u8], bad: u64, salt: u32, last_seq: u64, record_max: usize) -> bool {
-    let len = bytes.len();
-    let tail = (len as u64).saturating_sub(bad);
-    let mut budget = tail.saturating_mul(8).saturating_add(1 << 20);
-    for y in (bad as usize + 1)..len.saturating_sub(FRAME_HEADER_LEN - 1) {
-        let window = &bytes[y..];
-        let Some((seq, frame_len)) = frame::plausible(window, record_max) else {
-            continue;
-        };
-        // Frames are at least FRAME_HEADER_LEN + 1 bytes, which bounds how far seq can advance.
-        if seq <= last_seq || seq - last_seq > tail {
-            continue;
-        }
-        budget = budget.saturating_sub(frame_len as u64);
-        if budget == 0 {
-            return true;
-        }
-        if let Ok(f) = frame::decode(window, salt, record_max) {
-            if u64::from(f.meta.durable_end) > bad {
-                return true;
-            }
-        }
-    }
-    false
 }
 
 /// Damage found while opening one segment.
@@ -182,9 +52,9 @@ struct Good {
 
 /// The published state and index of the whole records of a segment.
 type Found = (Published, SparseIndex);
-/// A tail's whole records, or where they stop being trustworthy (with the
-/// segment's bytes, which repair cuts from).
-type TailOutcome = Result<Found, (u64, CorruptionKind, Found, Bytes)>;
+/// A segment's whole records, or the damage after them: its offset, its
+/// kind, and the whole records before it.
+type Checked<T> = Result<T, (u64, CorruptionKind, Found)>;
 
 enum Opened {
     Segment(Arc<Segment>),
@@ -365,52 +235,55 @@ impl Recovery<'_> {
         let index_max = (len / self.opts.index_interval_bytes + 2) * index::INDEX_ENTRY_LEN as u64
             + index::INDEX_HEADER_LEN as u64;
         let parsed = index::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
-        if is_last {
-            return Ok(
-                match self.scan_tail(path, &*file, bytes, &header, parsed)? {
-                    Ok((published, sparse)) => Opened::Segment(Arc::new(Segment::open(
-                        path.into(),
-                        header,
-                        file,
-                        published,
-                        sparse,
-                    ))),
-                    Err((offset, kind, found, bytes)) => Opened::Damaged(Damage {
-                        offset,
-                        kind,
-                        good: Some(Good {
-                            header,
-                            file,
-                            bytes,
-                            found,
-                        }),
-                    }),
-                },
-            );
-        }
-        let checked = match self.check_sealed(&bytes, &header, parsed) {
-            Some(found) => Ok(found),
-            None => self.rebuild_sealed(&bytes, &header, &index_path),
+        let checked = if is_last {
+            self.scan_tail(&bytes, &header, parsed)
+        } else {
+            match self.check_sealed(&bytes, &header, parsed) {
+                Some(found) => Ok((found, None)),
+                None => self
+                    .rebuild_sealed(&bytes, &header, &index_path)
+                    .map(|found| (found, None)),
+            }
         };
-        Ok(match checked {
-            Ok((published, sparse)) => Opened::Segment(Arc::new(Segment::sealed(
+        let ((published, sparse), torn) = match checked {
+            Ok(outcome) => outcome,
+            Err((offset, kind, found)) => {
+                let good = Some(Good {
+                    header,
+                    file,
+                    bytes,
+                    found,
+                });
+                return Ok(Opened::Damaged(Damage { offset, kind, good }));
+            }
+        };
+        if !is_last {
+            return Ok(Opened::Segment(Arc::new(Segment::sealed(
                 path.into(),
                 header,
                 bytes,
                 published,
                 sparse,
-            ))),
-            Err((offset, kind, found)) => Opened::Damaged(Damage {
-                offset,
-                kind,
-                good: Some(Good {
-                    header,
-                    file,
-                    bytes,
-                    found,
-                }),
-            }),
-        })
+            ))));
+        }
+        match torn {
+            Some(len) => {
+                self.cut_tail(path, &*file, bytes, published.end, len, CutReason::TornTail)?
+            }
+            None => drop(bytes),
+        }
+        // Make the recovered tail durable before the writer builds on it:
+        // after a process kill its bytes may still sit only in the page cache.
+        if self.writable() {
+            file.sync_data().map_err(io_err("fdatasync", path))?;
+        }
+        Ok(Opened::Segment(Arc::new(Segment::open(
+            path.into(),
+            header,
+            file,
+            published,
+            sparse,
+        ))))
     }
 
     /// Trust a sealed segment's index only if its last stretch re-decodes
@@ -460,7 +333,7 @@ impl Recovery<'_> {
         bytes: &[u8],
         h: &SegmentHeader,
         index_path: &Path,
-    ) -> Result<Found, (u64, CorruptionKind, Found)> {
+    ) -> Checked<Found> {
         let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
         let (c, problem) = scan(
             bytes,
@@ -493,15 +366,15 @@ impl Recovery<'_> {
     }
 
     /// Scan the tail from the last index point known to be durable, then
-    /// decide what the bytes after the last whole record are.
+    /// decide what the bytes after the last whole record are: nothing (only
+    /// zeros), a torn tail (`Some` of its length up to the last non-zero
+    /// byte), or damage that a later frame proves was durable.
     fn scan_tail(
-        &mut self,
-        path: &Path,
-        file: &dyn BackendFile,
-        bytes: Bytes,
+        &self,
+        bytes: &[u8],
         h: &SegmentHeader,
         parsed: Option<ParsedIndex>,
-    ) -> Result<TailOutcome> {
+    ) -> Checked<(Found, Option<u64>)> {
         let record_max = self.opts.record_bytes_max;
         let entries = parsed.map(|p| p.entries).unwrap_or_default();
         let decode_entry = |e: &IndexEntry| {
@@ -530,13 +403,13 @@ impl Recovery<'_> {
                 .iter()
                 .rposition(|e| e.offset <= d && decode_entry(e).is_some())
         });
-        let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
         let len = bytes.len() as u64;
+        let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
         let (mut c, mut problem) = (Cursor::at_header(h), None);
         if let Some(i) = start {
             sparse.load(entries[..i].to_vec(), entries[i].ts_us_max);
             (c, problem) = scan(
-                &bytes,
+                bytes,
                 len,
                 h.salt,
                 record_max,
@@ -549,7 +422,7 @@ impl Recovery<'_> {
             // the whole segment so the chain is known from the header on.
             sparse = SparseIndex::new(self.opts.index_interval_bytes);
             (c, problem) = scan(
-                &bytes,
+                bytes,
                 len,
                 h.salt,
                 record_max,
@@ -558,55 +431,54 @@ impl Recovery<'_> {
             );
         }
         let found = (c.published(h), sparse);
-        let rest = &bytes[c.offset as usize..];
-        let last_nonzero = rest.iter().rposition(|&b| b != 0);
+        let last_nonzero = bytes[c.offset as usize..].iter().rposition(|&b| b != 0);
         let (Some(kind), Some(last_nonzero)) = (problem, last_nonzero) else {
-            drop(bytes);
-            return self.finish_tail(path, file, found);
+            return Ok((found, None));
         };
-        if durable_after(&bytes, c.offset, h.salt, c.next_seq - 1, record_max) {
-            return Ok(Err((c.offset, kind, found, bytes)));
+        if durable_after(bytes, c.offset, h.salt, c.next_seq - 1, record_max) {
+            return Err((c.offset, kind, found));
         }
-        let torn = &rest[..=last_nonzero];
-        let kept = if self.writable() {
-            Some(quarantine::keep_bytes(
+        Ok((found, Some(last_nonzero as u64 + 1)))
+    }
+
+    /// Cut a segment at `at`: keep `keep_len` bytes from there in quarantine
+    /// (durably, first), then truncate and sync. A read-only open only
+    /// records what it would cut.
+    fn cut_tail(
+        &mut self,
+        path: &Path,
+        file: &dyn BackendFile,
+        bytes: Bytes,
+        at: u64,
+        keep_len: u64,
+        reason: CutReason,
+    ) -> Result<()> {
+        let kept = &bytes[at as usize..(at + keep_len) as usize];
+        let quarantine_file = match self.writable() {
+            true => Some(quarantine::keep_bytes(
                 self.backend,
                 self.dir,
                 path,
-                c.offset,
-                torn,
-            )?)
-        } else {
-            None
+                at,
+                kept,
+            )?),
+            false => None,
         };
         self.cuts.push(Cut {
             stream: self.stream.into(),
             segment: path.into(),
-            offset: c.offset,
-            len: torn.len() as u64,
-            quarantine_file: kept,
-            reason: CutReason::TornTail,
+            offset: at,
+            len: keep_len,
+            quarantine_file,
+            reason,
         });
         // The map must be gone before the file shrinks under it.
         drop(bytes);
         if self.writable() {
-            file.set_len(c.offset).map_err(io_err("truncate", path))?;
-        }
-        self.finish_tail(path, file, found)
-    }
-
-    /// Make the recovered tail durable before the writer builds on it: after
-    /// a process kill its bytes may still sit only in the page cache.
-    fn finish_tail(
-        &self,
-        path: &Path,
-        file: &dyn BackendFile,
-        found: Found,
-    ) -> Result<TailOutcome> {
-        if self.writable() {
+            file.set_len(at).map_err(io_err("truncate", path))?;
             file.sync_data().map_err(io_err("fdatasync", path))?;
         }
-        Ok(Ok(found))
+        Ok(())
     }
 
     /// Repair mode: keep the records before the damage, quarantine the rest.
@@ -622,32 +494,8 @@ impl Recovery<'_> {
             self.cut_whole(path, reason)?;
             return Ok(None);
         };
-        let cut = &bytes[damage.offset as usize..];
-        let kept = if self.writable() {
-            Some(quarantine::keep_bytes(
-                self.backend,
-                self.dir,
-                path,
-                damage.offset,
-                cut,
-            )?)
-        } else {
-            None
-        };
-        self.cuts.push(Cut {
-            stream: self.stream.into(),
-            segment: path.into(),
-            offset: damage.offset,
-            len: cut.len() as u64,
-            quarantine_file: kept,
-            reason,
-        });
-        drop(bytes);
-        if self.writable() {
-            file.set_len(damage.offset)
-                .map_err(io_err("truncate", path))?;
-            file.sync_data().map_err(io_err("fdatasync", path))?;
-        }
+        let keep_len = bytes.len() as u64 - damage.offset;
+        self.cut_tail(path, &*file, bytes, damage.offset, keep_len, reason)?;
         Ok(Some(Arc::new(Segment::open(
             path.into(),
             header,

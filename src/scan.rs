@@ -1,0 +1,145 @@
+//! Walking a segment's frames in order and checking the rules that tie each
+//! frame to the one before it (docs/FORMAT.md, "Frame"), and the search for
+//! proof that damaged bytes had been synced (docs/FORMAT.md, "Recovery").
+
+use crate::error::CorruptionKind;
+use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
+use crate::index::{IndexEntry, SparseIndex};
+use crate::segment::{corruption_kind, Published, SegmentHeader, SEGMENT_HEADER_LEN};
+
+/// Where a scan stands: the next frame expected at `offset`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor {
+    pub offset: u64,
+    pub next_seq: u64,
+    /// The previous frame's CRC, when known (a scan that starts at an index
+    /// point does not know it).
+    pub prev_crc: Option<u32>,
+    pub last_lamport: u64,
+}
+
+impl Cursor {
+    pub fn at_header(h: &SegmentHeader) -> Cursor {
+        Cursor {
+            offset: SEGMENT_HEADER_LEN as u64,
+            next_seq: h.first_seq,
+            prev_crc: Some(h.prev_crc),
+            last_lamport: h.first_lamport.saturating_sub(1),
+        }
+    }
+
+    pub fn at_entry(e: &IndexEntry) -> Cursor {
+        Cursor {
+            offset: e.offset,
+            next_seq: e.seq,
+            prev_crc: None,
+            last_lamport: e.lamport.saturating_sub(1),
+        }
+    }
+
+    /// Whether the frame `m`, checksum-verified, may come next.
+    fn check(&self, m: &FrameMeta) -> Option<CorruptionKind> {
+        // A data record takes the next seq and a higher Lamport; a commit
+        // marker repeats the last record's.
+        let (seq, lamport_ok) = match m.kind {
+            Kind::Data => (self.next_seq, m.lamport > self.last_lamport),
+            Kind::Commit => (self.next_seq - 1, m.lamport == self.last_lamport),
+        };
+        if m.seq != seq {
+            Some(CorruptionKind::SequenceGap {
+                expected: seq,
+                found: m.seq,
+            })
+        } else if self.prev_crc.is_some_and(|p| p != m.prev_crc) {
+            Some(CorruptionKind::BrokenChain)
+        } else if !lamport_ok {
+            Some(CorruptionKind::LamportNotIncreasing)
+        } else if m.seq >= frame::CLOCK_LIMIT
+            || m.lamport >= frame::CLOCK_LIMIT
+            || u64::from(m.durable_end) > self.offset
+        {
+            // Out of range, or claims to have been synced before it was written.
+            Some(CorruptionKind::BadRecordHeader)
+        } else {
+            None
+        }
+    }
+
+    pub fn published(&self, h: &SegmentHeader) -> Published {
+        Published {
+            end: self.offset,
+            last_seq: self.next_seq - 1,
+            last_lamport: self.last_lamport,
+            last_crc: self.prev_crc.unwrap_or(h.prev_crc),
+        }
+    }
+}
+
+/// Decode frames from `cursor` up to `limit`, checking the checksum, the CRC
+/// chain, seq contiguity and Lamport order, and feed each to `index`.
+/// Returns the cursor after the last good frame and why the scan stopped
+/// before `limit`, if it did.
+pub(crate) fn scan(
+    bytes: &[u8],
+    limit: u64,
+    salt: u32,
+    record_max: usize,
+    mut c: Cursor,
+    index: &mut SparseIndex,
+) -> (Cursor, Option<CorruptionKind>) {
+    while c.offset < limit {
+        let window = &bytes[c.offset as usize..limit as usize];
+        let f = match frame::decode(window, salt, record_max) {
+            Ok(f) => f,
+            Err(e) => return (c, Some(corruption_kind(e))),
+        };
+        if let Some(problem) = c.check(&f.meta) {
+            return (c, Some(problem));
+        }
+        let m = f.meta;
+        if m.kind == Kind::Data {
+            index.observe(m.seq, m.lamport, m.ts_us, c.offset);
+            c.next_seq = m.seq + 1;
+            c.last_lamport = m.lamport;
+        }
+        c.offset += f.len_on_disk() as u64;
+        c.prev_crc = Some(f.crc);
+    }
+    (c, None)
+}
+
+/// Whether a valid frame after `bad` proves that the bytes at `bad` had been
+/// synced (its `durable_end` lies beyond `bad`). Unparseable noise that would
+/// cost more than a few passes over the tail to search counts as proof: when
+/// in doubt, lamplog refuses rather than cuts.
+pub(crate) fn durable_after(
+    bytes: &[u8],
+    bad: u64,
+    salt: u32,
+    last_seq: u64,
+    record_max: usize,
+) -> bool {
+    let len = bytes.len();
+    let tail = (len as u64).saturating_sub(bad);
+    let mut budget = tail.saturating_mul(8).saturating_add(1 << 20);
+    for y in (bad as usize + 1)..len.saturating_sub(FRAME_HEADER_LEN - 1) {
+        let window = &bytes[y..];
+        let Some((seq, frame_len)) = frame::plausible(window, record_max) else {
+            continue;
+        };
+        // Frames are at least FRAME_HEADER_LEN + 1 bytes, which bounds how far seq can advance.
+        if seq <= last_seq || seq - last_seq > tail {
+            continue;
+        }
+        budget = budget.saturating_sub(frame_len as u64);
+        if budget == 0 {
+            return true;
+        }
+        if let Ok(f) = frame::decode(window, salt, record_max) {
+            if u64::from(f.meta.durable_end) > bad {
+                return true;
+            }
+        }
+    }
+    false
+}
