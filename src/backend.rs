@@ -85,9 +85,18 @@ pub struct StdBackend;
 struct StdFile(File);
 
 #[derive(Debug)]
-struct FlockGuard(#[allow(dead_code)] File);
+struct FlockGuard(File);
 
 impl LockGuard for FlockGuard {}
+
+impl Drop for FlockGuard {
+    fn drop(&mut self) {
+        // Unlock explicitly: a child process forked by another thread shares
+        // the open file description until it execs, and closing our
+        // descriptor alone would leave the lock held through its copy.
+        let _ = rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock);
+    }
+}
 
 impl Backend for StdBackend {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

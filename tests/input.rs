@@ -210,3 +210,26 @@ fn impossible_options_are_rejected() {
         ));
     }
 }
+
+/// Regression: a child forked by another thread shares the lock file's open
+/// description until it execs, so dropping the store must unlock explicitly
+/// or an immediate reopen can find the store still locked.
+#[test]
+fn the_lock_is_released_on_drop_while_other_threads_spawn_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::process::Command::new("true").status().unwrap();
+            }
+        })
+    };
+    for _ in 0..300 {
+        let store = open(dir.path(), Options::default());
+        drop(store);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+}
