@@ -25,6 +25,7 @@
 
 pub mod backend;
 mod clock;
+mod commit;
 mod error;
 mod frame;
 mod index;
@@ -38,8 +39,10 @@ mod scan;
 mod segment;
 mod store;
 mod stream;
+mod sync;
 mod writer;
 
+pub use commit::Stats;
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;
 pub use options::{Durability, Options, RecoveryMode};

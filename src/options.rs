@@ -41,6 +41,9 @@ pub struct Options {
     pub record_bytes_max: usize,
     /// Add a sparse index entry about every this many bytes of log.
     pub index_interval_bytes: u64,
+    /// Longest time a `Buffered` record may stay written but not synced:
+    /// the syncer syncs every stream with such records at least this often.
+    pub sync_interval_us: u64,
     /// What open does with damaged durable data.
     pub recovery: RecoveryMode,
     /// Open without the writer lock; appends fail with [`Error::ReadOnly`] and
@@ -57,6 +60,7 @@ impl Default for Options {
             segment_bytes_max: 64 << 20,
             record_bytes_max: 16 << 20,
             index_interval_bytes: 4 << 10,
+            sync_interval_us: 100_000,
             recovery: RecoveryMode::Strict,
             read_only: false,
         }
@@ -93,6 +97,11 @@ impl Options {
                  (needs at least {largest_segment})",
                 self.segment_bytes_max, self.record_bytes_max
             )));
+        }
+        if self.sync_interval_us == 0 {
+            return Err(Error::InvalidOptions(
+                "sync_interval_us must be at least 1".into(),
+            ));
         }
         if self.index_interval_bytes == 0 {
             return Err(Error::InvalidOptions(

@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, LockGuard, StdBackend};
+use crate::commit::{Stats, Syncer};
 use crate::error::{io_err, Error, Result};
 use crate::name;
 use crate::options::Options;
@@ -68,7 +70,8 @@ struct StoreInner {
     dir: PathBuf,
     opts: Options,
     backend: Arc<dyn Backend>,
-    lock: Option<Arc<dyn LockGuard>>,
+    /// The syncer thread and the writer lock; `None` for a read-only store.
+    writing: Option<(Arc<Syncer>, Arc<dyn LockGuard>)>,
     streams: Mutex<BTreeMap<String, Stream>>,
     report: RecoveryReport,
 }
@@ -104,7 +107,7 @@ impl Store {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let streams_dir = dir.join(STREAMS_DIR);
-        let lock = if opts.read_only {
+        let writing = if opts.read_only {
             None
         } else {
             backend
@@ -128,7 +131,8 @@ impl Store {
                     .sync_dir(created)
                     .map_err(io_err("fsync directory", created))?;
             }
-            Some(Arc::<dyn LockGuard>::from(guard))
+            let syncer = Arc::new(Syncer::start(Duration::from_micros(opts.sync_interval_us)));
+            Some((syncer, Arc::<dyn LockGuard>::from(guard)))
         };
         let names = match backend.list_dir(&streams_dir) {
             Ok(names) => names,
@@ -158,7 +162,7 @@ impl Store {
                 stream_dir,
                 &opts,
                 recovered,
-                lock.clone(),
+                writing.clone(),
             )?;
             streams.insert(stream_name, stream);
         }
@@ -167,7 +171,7 @@ impl Store {
                 dir,
                 opts,
                 backend,
-                lock,
+                writing,
                 streams: Mutex::new(streams),
                 report,
             }),
@@ -195,7 +199,7 @@ impl Store {
         if let Some(stream) = streams.get(stream_name) {
             return Ok(stream.clone());
         }
-        if self.inner.lock.is_none() {
+        if self.inner.writing.is_none() {
             return Err(Error::StreamNotFound {
                 name: stream_name.to_string(),
             });
@@ -217,10 +221,19 @@ impl Store {
             stream_dir,
             &self.inner.opts,
             recovered,
-            self.inner.lock.clone(),
+            self.inner.writing.clone(),
         )?;
         streams.insert(stream_name.to_string(), stream.clone());
         Ok(stream)
+    }
+
+    /// Counters of the writes and syncs issued since open (zero for a
+    /// read-only store).
+    pub fn stats(&self) -> Stats {
+        self.inner
+            .writing
+            .as_ref()
+            .map_or_else(Stats::default, |(syncer, _)| syncer.stats())
     }
 
     /// The names of all streams, sorted.
@@ -231,7 +244,7 @@ impl Store {
     /// Make every record appended to any stream durable.
     pub fn sync(&self) -> Result<()> {
         let streams: Vec<Stream> = self.inner.streams.lock().values().cloned().collect();
-        if self.inner.lock.is_none() {
+        if self.inner.writing.is_none() {
             return Ok(());
         }
         streams.iter().try_for_each(Stream::sync)

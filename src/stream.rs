@@ -2,18 +2,16 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::backend::{Backend, LockGuard};
+use crate::commit::{StreamLog, Syncer};
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::reader::{From, Iter, Record};
 use crate::recovery::Recovered;
 use crate::segment::SegmentList;
-use crate::writer::{Appended, StreamWriter, WriterLimits};
+use crate::writer::{Appended, Encoder, SegmentIo, WriterLimits};
 
 /// A handle to one stream of a [`Store`](crate::Store).
 ///
@@ -28,21 +26,24 @@ struct StreamInner {
     name: String,
     dir: PathBuf,
     segments: Arc<SegmentList>,
-    /// `None` for a read-only store.
-    writer: Option<Mutex<StreamWriter>>,
-    /// Highest seq and Lamport published to readers.
-    last_seq: AtomicU64,
-    last_lamport: AtomicU64,
+    /// The write side; `None` for a read-only store.
+    writer: Option<Writer>,
     record_bytes_max: usize,
-    /// Keeps the store's writer lock alive as long as any handle can write.
-    _lock: Option<Arc<dyn LockGuard>>,
+}
+
+struct Writer {
+    log: Arc<StreamLog>,
+    /// Keeps the store's syncer running as long as any handle can write.
+    _syncer: Arc<Syncer>,
+    /// Keeps the store's writer lock as long as any handle can write.
+    _lock: Arc<dyn LockGuard>,
 }
 
 impl Drop for StreamInner {
     fn drop(&mut self) {
         // Best effort: a caller who needs the outcome calls `Store::close`.
-        if let Some(writer) = &mut self.writer {
-            let _ = writer.get_mut().close();
+        if let Some(writer) = &self.writer {
+            let _ = writer.log.close();
         }
     }
 }
@@ -74,14 +75,14 @@ fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
 }
 
 impl Stream {
-    /// Wrap a recovered stream; `lock` is `None` for a read-only store.
+    /// Wrap a recovered stream; `writing` is `None` for a read-only store.
     pub(crate) fn open(
         backend: Arc<dyn Backend>,
         name: &str,
         dir: PathBuf,
         opts: &Options,
         recovered: Recovered,
-        lock: Option<Arc<dyn LockGuard>>,
+        writing: Option<(Arc<Syncer>, Arc<dyn LockGuard>)>,
     ) -> Result<Stream> {
         let limits = WriterLimits {
             segment_bytes_max: opts.segment_bytes_max,
@@ -89,37 +90,33 @@ impl Stream {
         };
         let tail = recovered.segments.last().cloned();
         let segments = Arc::new(SegmentList::new(recovered.segments));
-        let writer = match (&lock, tail) {
-            (None, _) => None,
-            (Some(_), Some(tail)) => Some(StreamWriter::resume(
-                backend,
-                dir.clone(),
-                limits,
-                segments.clone(),
-                tail,
-            )?),
-            (Some(_), None) => Some(StreamWriter::create(
-                backend,
-                dir.clone(),
-                name,
-                limits,
-                segments.clone(),
-            )?),
-        };
-        let last = match &writer {
-            Some(w) => Some(w.last()),
-            None => segments.last().map(|s| s.published()),
+        let writer = match writing {
+            None => None,
+            Some((syncer, lock)) => {
+                let io = match tail {
+                    Some(tail) => {
+                        SegmentIo::resume(backend, dir.clone(), limits, segments.clone(), tail)?
+                    }
+                    None => {
+                        SegmentIo::create(backend, dir.clone(), name, limits, segments.clone())?
+                    }
+                };
+                let encoder = Encoder::new(limits, io.active());
+                let log = StreamLog::new(encoder, io, &syncer);
+                Some(Writer {
+                    log,
+                    _syncer: syncer,
+                    _lock: lock,
+                })
+            }
         };
         Ok(Stream {
             inner: Arc::new(StreamInner {
                 name: name.to_string(),
                 dir,
                 segments,
-                last_seq: AtomicU64::new(last.map_or(0, |p| p.last_seq)),
-                last_lamport: AtomicU64::new(last.map_or(0, |p| p.last_lamport)),
-                writer: writer.map(Mutex::new),
+                writer,
                 record_bytes_max: opts.record_bytes_max,
-                _lock: lock,
             }),
         })
     }
@@ -134,8 +131,12 @@ impl Stream {
         &self.inner.dir
     }
 
-    fn writer(&self) -> Result<&Mutex<StreamWriter>> {
-        self.inner.writer.as_ref().ok_or(Error::ReadOnly)
+    fn log(&self) -> Result<&Arc<StreamLog>> {
+        self.inner
+            .writer
+            .as_ref()
+            .map(|w| &w.log)
+            .ok_or(Error::ReadOnly)
     }
 
     /// Append one JSON value.
@@ -156,48 +157,53 @@ impl Stream {
     /// ```
     pub fn append(&self, payload: impl AsRef<[u8]>, durability: Durability) -> Result<Appended> {
         let payload = payload.as_ref();
-        let writer = self.writer()?;
+        let log = self.log()?;
         validate_payload(payload, self.inner.record_bytes_max)?;
-        let mut w = writer.lock();
-        let appended = w.append_frame(payload)?;
-        self.inner
-            .last_lamport
-            .store(appended.lamport, Ordering::Release);
-        self.inner.last_seq.store(appended.seq, Ordering::Release);
-        if durability == Durability::Sync {
-            w.sync()?;
-        }
-        Ok(appended)
+        log.append(payload, durability == Durability::Sync)
     }
 
     /// Make every record appended so far durable.
     pub fn sync(&self) -> Result<()> {
-        self.writer()?.lock().sync()
+        self.log()?.sync()
     }
 
     /// Sync and mark the log as cleanly closed (the store's `close` and the
     /// last handle's drop call this). Appends may still follow.
     pub(crate) fn close(&self) -> Result<()> {
         match &self.inner.writer {
-            Some(writer) => writer.lock().close(),
+            Some(writer) => writer.log.close(),
             None => Ok(()),
         }
     }
 
     pub(crate) fn abandon(&self) {
         if let Some(writer) = &self.inner.writer {
-            writer.lock().abandon();
+            writer.log.abandon();
         }
     }
 
     /// Seq of the last record (0 for an empty stream).
     pub fn last_seq(&self) -> u64 {
-        self.inner.last_seq.load(Ordering::Acquire)
+        match &self.inner.writer {
+            Some(writer) => writer.log.last_seq(),
+            None => self
+                .inner
+                .segments
+                .last()
+                .map_or(0, |s| s.published().last_seq),
+        }
     }
 
     /// Lamport timestamp of the last record (0 for an empty stream).
     pub fn last_lamport(&self) -> u64 {
-        self.inner.last_lamport.load(Ordering::Acquire)
+        match &self.inner.writer {
+            Some(writer) => writer.log.last_lamport(),
+            None => self
+                .inner
+                .segments
+                .last()
+                .map_or(0, |s| s.published().last_lamport),
+        }
     }
 
     fn iter_with(&self, from: From) -> Iter {

@@ -1,17 +1,21 @@
-//! The log writer of one stream: frames records, writes them at the end of
-//! the active segment, keeps the sparse index, rolls segments and syncs.
+//! The write side of one stream, in two halves.
 //!
-//! It knows nothing about who calls it or when: today a mutex in
-//! [`Stream`](crate::Stream) serialises appends; a group-commit thread can
-//! drive the same operations (`append_frame`, `sync`) for many streams.
+//! - [`Encoder`] assigns seq and Lamport, frames records (the CRC chain needs
+//!   them in order) and decides where segments roll. It runs under the
+//!   stream's lock, in the appending thread, and only touches memory.
+//! - [`SegmentIo`] does the file work for the encoded frames: writes them,
+//!   keeps the sparse index, creates segments, syncs. One thread at a time
+//!   holds it (the flushing appender, or the syncer for a moment).
+//!
+//! `commit.rs` decides who runs which half when.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::{Backend, BackendFile, OpenMode};
 use crate::clock::now_us;
-use crate::error::{io_err, Error, Result};
-use crate::frame::{self, FrameMeta, Kind};
+use crate::error::{io_err, Result};
+use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
 use crate::index::{self, Seal, SparseIndex, INDEX_HEADER_LEN};
 use crate::segment::{
     index_file_name, new_salt, segment_file_name, Published, Segment, SegmentHeader, SegmentList,
@@ -38,41 +42,223 @@ pub struct Appended {
     pub lamport: u64,
 }
 
-/// The write side of one stream.
+/// A position in a stream's log since this open: bytes of segment files
+/// before it, counting from the start of the tail segment at open. A
+/// segment starting at position `base` holds `[base, base + its end)`.
+/// Positions only grow, so "written up to P" and "durable up to P" are
+/// single numbers.
+pub(crate) type Pos = u64;
+
+/// Where a data frame went, for the sparse index.
+#[derive(Debug, Clone, Copy)]
+struct FrameInfo {
+    seq: u64,
+    lamport: u64,
+    ts_us: u64,
+    offset: u64,
+}
+
+/// Encoded frames for one segment, not yet written.
 #[derive(Debug)]
-pub(crate) struct StreamWriter {
+pub(crate) struct Chunk {
+    /// Create this segment first (a roll).
+    roll: Option<SegmentHeader>,
+    /// Position of the chunk's segment.
+    base: Pos,
+    offset: u64,
+    bytes: Vec<u8>,
+    frames: Vec<FrameInfo>,
+    /// The stream's state after the chunk.
+    pub tip: Published,
+}
+
+impl Chunk {
+    /// Bytes of frames in the chunk.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Seq assignment and framing, in memory.
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    limits: WriterLimits,
+    stream: String,
+    /// Salt and position of the segment being encoded into.
+    salt: u32,
+    base: Pos,
+    tip: Published,
+    /// How far the log is known to be on disk.
+    durable: Pos,
+    pending: Vec<Chunk>,
+    /// Whether the last frame is a commit marker.
+    marked: bool,
+}
+
+impl Encoder {
+    /// Continue after the last record of `active`, all of which is durable.
+    pub fn new(limits: WriterLimits, active: &Segment) -> Encoder {
+        let tip = active.published();
+        Encoder {
+            limits,
+            stream: active.header.stream.clone(),
+            salt: active.header.salt,
+            base: 0,
+            tip,
+            durable: tip.end,
+            pending: Vec::new(),
+            marked: false,
+        }
+    }
+
+    /// The end of the last frame encoded.
+    pub fn pos(&self) -> Pos {
+        self.base + self.tip.end
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn take_pending(&mut self) -> Vec<Chunk> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Frames encoded but not yet taken for writing are dropped (their
+    /// write failed); later appends must not chain to them.
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Record that the log up to `pos` is on disk.
+    pub fn note_durable(&mut self, pos: Pos) {
+        self.durable = self.durable.max(pos);
+    }
+
+    /// Frame a data record.
+    pub fn encode(&mut self, payload: &[u8]) -> Appended {
+        let seq = self.tip.last_seq + 1;
+        let lamport = self.tip.last_lamport + 1;
+        if self.tip.end + frame::frame_len(payload.len()) as u64 > self.limits.segment_bytes_max {
+            self.roll(seq, lamport);
+        }
+        self.push(Kind::Data, seq, lamport, payload);
+        Appended { seq, lamport }
+    }
+
+    /// Frame a commit marker if one is useful and fits: after at least one
+    /// record, not right after another marker. Call only when everything
+    /// before it is durable and noted.
+    pub fn encode_marker(&mut self) -> bool {
+        let empty = self.tip.end == SEGMENT_HEADER_LEN as u64;
+        let full = self.tip.end + FRAME_HEADER_LEN as u64 > self.limits.segment_bytes_max;
+        if self.marked || empty || full {
+            return false;
+        }
+        self.push(Kind::Commit, self.tip.last_seq, self.tip.last_lamport, b"");
+        self.marked = true;
+        true
+    }
+
+    fn roll(&mut self, first_seq: u64, first_lamport: u64) {
+        let header = SegmentHeader {
+            salt: new_salt(),
+            prev_crc: self.tip.last_crc,
+            first_seq,
+            first_lamport,
+            created_us: now_us(),
+            stream: self.stream.clone(),
+        };
+        self.salt = header.salt;
+        self.base += self.tip.end;
+        self.tip.end = SEGMENT_HEADER_LEN as u64;
+        self.pending.push(Chunk {
+            roll: Some(header),
+            base: self.base,
+            offset: self.tip.end,
+            bytes: Vec::new(),
+            frames: Vec::new(),
+            tip: self.tip,
+        });
+    }
+
+    fn push(&mut self, kind: Kind, seq: u64, lamport: u64, payload: &[u8]) {
+        let offset = self.tip.end;
+        // The header of a segment is on disk before any frame is written to it.
+        let durable_end = self
+            .durable
+            .saturating_sub(self.base)
+            .max(SEGMENT_HEADER_LEN as u64);
+        let ts_us = now_us();
+        let meta = FrameMeta {
+            seq,
+            lamport,
+            ts_us,
+            prev_crc: self.tip.last_crc,
+            durable_end: u32::try_from(durable_end)
+                .expect("segment offsets fit u32 (SEGMENT_BYTES_MAX_LIMIT)"),
+            kind,
+        };
+        let starts_chunk = self.pending.last().is_none_or(|c| c.base != self.base);
+        if starts_chunk {
+            let base = self.base;
+            self.pending.push(Chunk {
+                roll: None,
+                base,
+                offset,
+                bytes: Vec::new(),
+                frames: Vec::new(),
+                tip: self.tip,
+            });
+        }
+        let chunk = self.pending.last_mut().expect("a chunk was just ensured");
+        let crc = frame::encode(&mut chunk.bytes, &meta, payload, self.salt);
+        if kind == Kind::Data {
+            chunk.frames.push(FrameInfo {
+                seq,
+                lamport,
+                ts_us,
+                offset,
+            });
+        }
+        self.tip = Published {
+            end: offset + frame::frame_len(payload.len()) as u64,
+            last_seq: seq,
+            last_lamport: lamport,
+            last_crc: crc,
+        };
+        chunk.tip = self.tip;
+        self.marked = false;
+    }
+}
+
+/// The files of one stream: the active segment and its index.
+#[derive(Debug)]
+pub(crate) struct SegmentIo {
     backend: Arc<dyn Backend>,
     dir: PathBuf,
     limits: WriterLimits,
     segments: Arc<SegmentList>,
     active: Arc<Segment>,
-    /// The active segment's file.
     file: Arc<dyn BackendFile>,
     index_file: Option<Arc<dyn BackendFile>>,
     index_len: u64,
-    /// State of the last record written.
-    tip: Published,
-    /// Bytes of the active segment known to be on disk.
-    durable_end: u64,
-    /// Current length of the active segment file.
     allocated: u64,
-    buf: Vec<u8>,
-    /// Whether the last frame is a commit marker.
-    marked: bool,
-    poisoned: Option<String>,
+    /// The last record written (and published to readers).
+    written: Published,
+    /// Position of the active segment.
+    base: Pos,
 }
 
-impl StreamWriter {
-    /// Resume writing at the end of `active`, whose `[0, published.end)` holds
-    /// verified records and whose index file is `index_file`.
+impl SegmentIo {
+    /// Resume writing at the end of `active`, which recovery left whole and durable.
     pub fn resume(
         backend: Arc<dyn Backend>,
         dir: PathBuf,
         limits: WriterLimits,
         segments: Arc<SegmentList>,
         active: Arc<Segment>,
-    ) -> Result<StreamWriter> {
-        let tip = active.published();
+    ) -> Result<SegmentIo> {
         let file = active.file().expect("the tail segment is open for writing");
         let allocated = file.len().map_err(io_err("stat", &active.path))?;
         let index_path = dir.join(index_file_name(active.header.first_seq));
@@ -83,22 +269,18 @@ impl StreamWriter {
             active.header.first_seq,
         );
         let index_file = index::write_file(&*backend, &index_path, &index_bytes);
-        Ok(StreamWriter {
+        Ok(SegmentIo {
             backend,
             dir,
             limits,
             segments,
             index_len: index_bytes.len() as u64,
             index_file,
+            written: active.published(),
             active,
             file,
-            tip,
-            // Recovery synced the segment it resumes from.
-            durable_end: tip.end,
             allocated,
-            buf: Vec::new(),
-            marked: false,
-            poisoned: None,
+            base: 0,
         })
     }
 
@@ -109,13 +291,13 @@ impl StreamWriter {
         stream: &str,
         limits: WriterLimits,
         segments: Arc<SegmentList>,
-    ) -> Result<StreamWriter> {
+    ) -> Result<SegmentIo> {
         let header = SegmentHeader {
-            salt: 0,
+            salt: new_salt(),
             prev_crc: 0,
             first_seq: 1,
             first_lamport: 1,
-            created_us: 0,
+            created_us: now_us(),
             stream: stream.to_string(),
         };
         let (active, _, _) = create_segment(&*backend, &dir, header, limits)?;
@@ -123,120 +305,58 @@ impl StreamWriter {
         Self::resume(backend, dir, limits, segments, active)
     }
 
-    pub fn last(&self) -> Published {
-        self.tip
+    pub fn active(&self) -> &Arc<Segment> {
+        &self.active
     }
 
-    fn check_poisoned(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(cause) => Err(Error::Poisoned {
-                cause: cause.clone(),
-            }),
-            None => Ok(()),
-        }
+    /// The last record written.
+    pub fn written(&self) -> Published {
+        self.written
     }
 
-    /// Write one record (already validated) and publish it to readers.
-    pub fn append_frame(&mut self, payload: &[u8]) -> Result<Appended> {
-        self.check_poisoned()?;
-        let seq = self.tip.last_seq + 1;
-        let lamport = self.tip.last_lamport + 1;
-        if self.tip.end + frame::frame_len(payload.len()) as u64 > self.limits.segment_bytes_max {
-            self.roll(seq, lamport)?;
-        }
-        let offset = self.tip.end;
-        let ts_us = now_us();
-        self.write_frame(Kind::Data, seq, lamport, ts_us, payload)?;
-        let entry = self
-            .active
-            .index
-            .write()
-            .observe(seq, lamport, ts_us, offset);
-        if let Some(entry) = entry {
-            self.write_index_bytes(&index::encode_entry(&entry, self.active.header.salt));
-        }
-        self.active.publish(self.tip);
-        Ok(Appended { seq, lamport })
+    /// The end of the last frame written.
+    pub fn written_pos(&self) -> Pos {
+        self.base + self.written.end
     }
 
-    /// Sync, then write a commit marker whose `durable_end` covers every
-    /// record of the segment, so that damage to them found later is reported
-    /// as corruption instead of being cut as a torn write (docs/FORMAT.md,
-    /// "Recovery"). Called on a clean close.
-    pub fn close(&mut self) -> Result<()> {
-        self.sync()?;
-        let empty = self.tip.end == SEGMENT_HEADER_LEN as u64;
-        let full = self.tip.end + frame::frame_len(0) as u64 > self.limits.segment_bytes_max;
-        if self.marked || empty || full {
-            return Ok(());
-        }
-        let Published {
-            last_seq,
-            last_lamport,
-            ..
-        } = self.tip;
-        self.write_frame(Kind::Commit, last_seq, last_lamport, now_us(), b"")?;
-        self.marked = true;
-        self.active.publish(self.tip);
-        self.sync()
-    }
-
-    /// Encode and write one frame at the end of the active segment and
-    /// advance the tip past it (not yet published to readers).
-    fn write_frame(
-        &mut self,
-        kind: Kind,
-        seq: u64,
-        lamport: u64,
-        ts_us: u64,
-        payload: &[u8],
-    ) -> Result<()> {
-        let offset = self.tip.end;
-        let meta = FrameMeta {
-            seq,
-            lamport,
-            ts_us,
-            prev_crc: self.tip.last_crc,
-            durable_end: u32::try_from(self.durable_end)
-                .expect("segment offsets fit u32 (SEGMENT_BYTES_MAX_LIMIT)"),
-            kind,
+    /// Write a chunk (creating its segment first if it rolls), then publish
+    /// it to readers. Returns, for a roll, the position that the roll made
+    /// durable (everything before the new segment).
+    pub fn write(&mut self, chunk: Chunk) -> Result<Option<Pos>> {
+        let rolled = match chunk.roll {
+            Some(header) => Some(self.roll(header)?),
+            None => None,
         };
-        self.buf.clear();
-        let crc = frame::encode(&mut self.buf, &meta, payload, self.active.header.salt);
-        self.grow_to(offset + self.buf.len() as u64)?;
+        debug_assert_eq!(
+            chunk.offset, self.written.end,
+            "chunks are written in order"
+        );
+        let end = chunk.offset + chunk.bytes.len() as u64;
+        self.grow_to(end)?;
         self.file
-            .write_all_at(&self.buf, offset)
+            .write_all_at(&chunk.bytes, chunk.offset)
             .map_err(io_err("write", &self.active.path))?;
-        self.tip = Published {
-            end: offset + self.buf.len() as u64,
-            last_seq: seq,
-            last_lamport: lamport,
-            last_crc: crc,
-        };
-        self.marked = false;
-        Ok(())
+        let salt = self.active.header.salt;
+        for f in &chunk.frames {
+            let entry = self
+                .active
+                .index
+                .write()
+                .observe(f.seq, f.lamport, f.ts_us, f.offset);
+            if let Some(entry) = entry {
+                self.write_index_bytes(&index::encode_entry(&entry, salt));
+            }
+        }
+        self.written = chunk.tip;
+        self.active.publish(chunk.tip);
+        Ok(rolled)
     }
 
-    /// Give up without syncing, as a crash would: later calls fail. For
-    /// tests that need the state a crash leaves.
-    pub fn abandon(&mut self) {
-        self.poisoned = Some("the store was abandoned".into());
-    }
-
-    /// Make everything written so far durable.
-    pub fn sync(&mut self) -> Result<()> {
-        self.check_poisoned()?;
-        if self.durable_end == self.tip.end {
-            return Ok(());
-        }
-        if let Err(e) = self.file.sync_data() {
-            // After a failed fsync the kernel may have dropped the dirty
-            // pages, so a retry could falsely succeed: refuse all writes.
-            self.poisoned = Some(format!("fdatasync {}: {e}", self.active.path.display()));
-            return Err(io_err("fdatasync", &self.active.path)(e));
-        }
-        self.durable_end = self.tip.end;
-        Ok(())
+    /// fdatasync the active segment.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(io_err("fdatasync", &self.active.path))
     }
 
     fn grow_to(&mut self, needed: u64) -> Result<()> {
@@ -265,56 +385,47 @@ impl StreamWriter {
         }
     }
 
-    /// Seal the active segment and start a new one whose first record will
-    /// be `seq` with Lamport `lamport`.
-    fn roll(&mut self, seq: u64, lamport: u64) -> Result<()> {
+    /// Seal the active segment and create the next one.
+    fn roll(&mut self, header: SegmentHeader) -> Result<Pos> {
         // The new segment's existence must imply that this one is complete
         // on disk: recovery treats any damage in a sealed segment as corruption.
         self.sync()?;
-        let header = SegmentHeader {
-            salt: 0,
-            prev_crc: self.tip.last_crc,
-            first_seq: seq,
-            first_lamport: lamport,
-            created_us: 0,
-            stream: self.active.header.stream.clone(),
-        };
+        let durable = self.written_pos();
         let (next, file, allocated) =
             create_segment(&*self.backend, &self.dir, header, self.limits)?;
         let seal = Seal {
-            last_seq: self.tip.last_seq,
-            last_lamport: self.tip.last_lamport,
+            last_seq: self.written.last_seq,
+            last_lamport: self.written.last_lamport,
             ts_us_max: self.active.index.read().ts_us_max(),
-            end: self.tip.end,
+            end: self.written.end,
         };
         self.write_index_bytes(&index::encode_seal(&seal, self.active.header.salt));
         // Readers that reach the end of a sealed segment look for the next
         // one, so it must be listed before the old one is marked sealed.
         self.segments.push(next.clone());
         self.active.seal();
-        let index_path = self.dir.join(index_file_name(seq));
-        let index_header = index::encode_header(next.header.salt, seq);
+        let first_seq = next.header.first_seq;
+        let index_path = self.dir.join(index_file_name(first_seq));
+        let index_header = index::encode_header(next.header.salt, first_seq);
         self.index_file = index::write_file(&*self.backend, &index_path, &index_header);
         self.index_len = INDEX_HEADER_LEN as u64;
         self.file = file;
         self.allocated = allocated;
-        self.durable_end = SEGMENT_HEADER_LEN as u64;
-        self.tip.end = SEGMENT_HEADER_LEN as u64;
+        self.base += self.written.end;
+        self.written = next.published();
         self.active = next;
-        Ok(())
+        Ok(durable)
     }
 }
 
-/// Create a segment file with a fresh salt, make it and its directory entry
-/// durable, and return it ready for writing with its file and length.
+/// Create a segment file, make it and its directory entry durable, and
+/// return it ready for writing with its file and length.
 fn create_segment(
     backend: &dyn Backend,
     dir: &std::path::Path,
-    mut header: SegmentHeader,
+    header: SegmentHeader,
     limits: WriterLimits,
 ) -> Result<(Arc<Segment>, Arc<dyn BackendFile>, u64)> {
-    header.salt = new_salt();
-    header.created_us = now_us();
     let path = dir.join(segment_file_name(header.first_seq));
     let file = backend
         .open(&path, OpenMode::CreateNew)

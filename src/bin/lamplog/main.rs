@@ -47,6 +47,38 @@ enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// Measure appends and replay against a raw pwrite+fdatasync baseline on the same disk.
+    ///
+    /// With no options it runs the default matrix: durable appends with 1, 16, 64 and 256
+    /// writers on one stream, 100 streams with a writer each, buffered ingest by one
+    /// thread, and replay.
+    Bench {
+        /// Where to create the temporary store (default: the current directory, so the
+        /// disk under test is the one you run from).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Appending threads.
+        #[arg(long)]
+        writers: Option<usize>,
+        /// Streams the writers spread over.
+        #[arg(long)]
+        streams: Option<usize>,
+        /// Records to append in total.
+        #[arg(long)]
+        records: Option<u64>,
+        /// Approximate payload size in bytes.
+        #[arg(long, default_value_t = 200)]
+        record_bytes: usize,
+        /// Durability of each append.
+        #[arg(long, value_enum)]
+        durability: Option<DurabilityArg>,
+        /// The I/O backend.
+        #[arg(long, value_enum, default_value_t = BackendArg::Pwrite)]
+        backend: BackendArg,
+        /// Print one JSON object per configuration instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append, replay, seek and recover a demo stream in a temporary store, and say what happened.
     Quickstart {
         /// Records to append.
@@ -63,6 +95,23 @@ enum DurabilityArg {
     Sync,
     Buffered,
 }
+
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Durability {
+        match d {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Buffered => Durability::Buffered,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Pwrite,
+    IoUring,
+}
+
+mod bench;
 
 /// A failure and the exit code it maps to.
 struct Failure {
@@ -112,6 +161,47 @@ fn main() -> ExitCode {
             limit,
         } => read(&dir, &stream, from_seq, limit),
         Command::Quickstart { records, dir } => quickstart(records, dir),
+        Command::Bench {
+            dir,
+            writers,
+            streams,
+            records,
+            record_bytes,
+            durability,
+            backend,
+            json,
+        } => {
+            if backend == BackendArg::IoUring {
+                Err(Failure {
+                    code: 2,
+                    message: "the io-uring backend is not in this build".into(),
+                })
+            } else {
+                let settings = bench::Settings {
+                    dir,
+                    record_bytes,
+                    json,
+                };
+                let custom = writers.is_some()
+                    || streams.is_some()
+                    || records.is_some()
+                    || durability.is_some();
+                if custom {
+                    let writers = writers.unwrap_or(1).max(1);
+                    let durability: Durability = durability.unwrap_or(DurabilityArg::Sync).into();
+                    let config = bench::Config {
+                        name: "custom".into(),
+                        writers,
+                        streams: streams.unwrap_or(1).clamp(1, writers),
+                        records: records.unwrap_or(20_000),
+                        durability,
+                    };
+                    bench::run(&[config], &settings, durability == Durability::Buffered)
+                } else {
+                    bench::run(&bench::default_matrix(), &settings, true)
+                }
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

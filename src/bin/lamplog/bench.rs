@@ -1,0 +1,418 @@
+//! `lamplog bench`: throughput and latency of durable and buffered appends
+//! and of replay, each beside a raw baseline measured in the same run on the
+//! same disk.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lamplog::{Durability, Options, Store};
+use serde::Serialize;
+
+use crate::Failure;
+
+/// One configuration to measure.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub writers: usize,
+    pub streams: usize,
+    pub records: u64,
+    pub durability: Durability,
+}
+
+/// Settings shared by every configuration of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dir: Option<PathBuf>,
+    pub record_bytes: usize,
+    pub json: bool,
+}
+
+/// One measured row; field names are the `--json` contract.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    writers: usize,
+    streams: usize,
+    durability: &'static str,
+    records: u64,
+    seconds: f64,
+    records_per_s: f64,
+    mb_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    fsyncs: u64,
+    fsync_avg_us: f64,
+    records_per_fsync: f64,
+    baseline_records_per_s: f64,
+    ratio_to_baseline: f64,
+    group_commit_limit_per_s: Option<f64>,
+    ratio_to_limit: Option<f64>,
+    disk_bytes_per_payload_byte: Option<f64>,
+}
+
+/// The default matrix: durable appends at 1, 16, 64 and 256 writers on one
+/// stream, 100 streams with a writer each, buffered ingest by one thread,
+/// and replay of what that wrote.
+pub fn default_matrix() -> Vec<Config> {
+    let durable = |name: &str, writers, streams, records| Config {
+        name: name.into(),
+        writers,
+        streams,
+        records,
+        durability: Durability::Sync,
+    };
+    vec![
+        durable("sync-1w", 1, 1, 3_000),
+        durable("sync-16w", 16, 1, 40_000),
+        durable("sync-64w", 64, 1, 100_000),
+        durable("sync-256w", 256, 1, 200_000),
+        durable("sync-100streams", 100, 100, 60_000),
+        Config {
+            name: "buffered-1w".into(),
+            writers: 1,
+            streams: 1,
+            records: 1_000_000,
+            durability: Durability::Buffered,
+        },
+    ]
+}
+
+/// A realistic op of about `bytes` bytes: actor, op, path, blob hash, timestamps.
+fn op(i: u64, bytes: usize) -> Vec<u8> {
+    let mut s = format!(
+        r#"{{"actor":"agent-{:03}","op":"write","path":"src/module_{}/file_{}.rs","blob":"sha256:{:064x}","ts":{},"seq_hint":{i}"#,
+        i % 64,
+        i % 97,
+        i % 1009,
+        u128::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) << 64 | u128::from(i),
+        1_717_592_400_000_000u64 + i * 37,
+    );
+    if s.len() + 2 < bytes {
+        let pad = bytes - s.len() - 12;
+        s.push_str(&format!(r#","pad":"{}""#, "x".repeat(pad.min(1 << 24))));
+    }
+    s.push('}');
+    s.into_bytes()
+}
+
+fn sync_all() {
+    // Other files' dirty pages slow every fdatasync on ext4: flush them first.
+    rustix::fs::sync();
+}
+
+/// The raw baseline: one writer doing pwrite + fdatasync per record into a
+/// plain file, as the seeds' agent log does.
+fn baseline(dir: &Path, record_bytes: usize) -> std::io::Result<f64> {
+    let path = dir.join("baseline.jsonl");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let mut line = op(0, record_bytes);
+    line.push(b'\n');
+    sync_all();
+    let (start, mut n, mut offset) = (Instant::now(), 0u64, 0u64);
+    while n < 500 || start.elapsed() < Duration::from_millis(1500) {
+        file.write_all_at(&line, offset)?;
+        file.sync_data()?;
+        offset += line.len() as u64;
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(file);
+    fs::remove_file(path)?;
+    Ok(rate)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+/// Allocated bytes of every segment file under `dir`.
+fn segment_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => total += segment_bytes(&path),
+            Ok(m) if path.extension().is_some_and(|e| e == "seg") => total += m.blocks() * 512,
+            _ => {}
+        }
+    }
+    total
+}
+
+fn progress(total: u64, name: &str, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} {per_sec}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(name.to_string());
+    bar
+}
+
+struct Measured {
+    seconds: f64,
+    latencies_ns: Vec<u32>,
+    fsyncs: u64,
+    fsync_us: u64,
+    disk_bytes: u64,
+}
+
+fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Measured, Failure> {
+    let opts = Options::default();
+    let store = Store::open(root, opts)?;
+    let streams: Vec<_> = (0..config.streams)
+        .map(|i| store.stream(&format!("bench-{i:03}")))
+        .collect::<Result<_, _>>()?;
+    let per_writer = config.records / config.writers as u64;
+    let payloads: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..1024).map(|i| op(i, settings.record_bytes)).collect());
+    let bar = progress(
+        per_writer * config.writers as u64,
+        &config.name,
+        settings.json,
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let start_line = Arc::new(Barrier::new(config.writers + 1));
+    let stats_before = store.stats();
+    let threads: Vec<_> = (0..config.writers)
+        .map(|w| {
+            let stream = streams[w % config.streams].clone();
+            let (payloads, start_line, bar, done) = (
+                payloads.clone(),
+                start_line.clone(),
+                bar.clone(),
+                done.clone(),
+            );
+            let durability = config.durability;
+            std::thread::spawn(move || -> Result<Vec<u32>, lamplog::Error> {
+                let mut latencies = Vec::with_capacity(per_writer as usize);
+                start_line.wait();
+                for i in 0..per_writer {
+                    let payload = &payloads[((i as usize) * 7 + w) % payloads.len()];
+                    let t = Instant::now();
+                    stream.append(payload, durability)?;
+                    latencies.push(t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                    if i % 256 == 255 {
+                        bar.inc(256);
+                        done.fetch_add(256, Ordering::Relaxed);
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    sync_all();
+    start_line.wait();
+    let start = Instant::now();
+    let mut latencies_ns = Vec::with_capacity(config.records as usize);
+    for thread in threads {
+        latencies_ns.extend(thread.join().map_err(|_| Failure {
+            code: 1,
+            message: "a bench writer panicked".into(),
+        })??);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let stats = store.stats();
+    let (fsyncs, fsync_us) = (
+        stats.fsyncs - stats_before.fsyncs,
+        stats.fsync_us - stats_before.fsync_us,
+    );
+    drop(streams);
+    store.close()?;
+    latencies_ns.sort_unstable();
+    Ok(Measured {
+        seconds,
+        latencies_ns,
+        fsyncs,
+        fsync_us,
+        disk_bytes: segment_bytes(root),
+    })
+}
+
+/// Replay everything in the store at `root` through mmap, CRC-verified.
+fn run_replay(root: &Path) -> Result<(u64, u64, f64), Failure> {
+    let store = Store::open(root, Options::read_only())?;
+    // Warm the page cache and the maps: the target is replay from memory.
+    let count = |store: &Store| -> Result<(u64, u64), Failure> {
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for name in store.streams() {
+            for record in store.stream(&name)?.iter() {
+                let record = record?;
+                records += 1;
+                bytes += (record.payload().len() + lamplog::format::FRAME_HEADER_LEN) as u64;
+            }
+        }
+        Ok((records, bytes))
+    };
+    count(&store)?;
+    let start = Instant::now();
+    let (records, bytes) = count(&store)?;
+    Ok((records, bytes, start.elapsed().as_secs_f64()))
+}
+
+fn durability_name(d: Durability) -> &'static str {
+    match d {
+        Durability::Sync => "sync",
+        Durability::Buffered => "buffered",
+    }
+}
+
+/// Run `configs` (and a replay of the last buffered one when `replay`),
+/// printing a table or JSON lines.
+pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), Failure> {
+    let base = match &settings.dir {
+        Some(dir) => {
+            fs::create_dir_all(dir)?;
+            tempfile::Builder::new()
+                .prefix("lamplog-bench-")
+                .tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix(".lamplog-bench-")
+            .tempdir_in(".")?,
+    };
+    if !settings.json {
+        println!(
+            "lamplog bench in {} ({} bytes per record)",
+            base.path().display(),
+            op(0, settings.record_bytes).len()
+        );
+    }
+    let baseline_rate = baseline(base.path(), settings.record_bytes)?;
+    let t_fsync = 1.0 / baseline_rate;
+    if !settings.json {
+        println!("baseline: one writer, pwrite + fdatasync per record: {baseline_rate:.0} records/s ({:.0} us per record)\n", t_fsync * 1e6);
+        println!(
+            "{:<18} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8}",
+            "config",
+            "records/s",
+            "MB/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "fsyncs",
+            "rec/fsync",
+            "fsync us",
+            "x base",
+            "x limit",
+            "disk/pl"
+        );
+    }
+    let mut last_buffered = None;
+    for (i, config) in configs.iter().enumerate() {
+        let root = base.path().join(format!("{i:02}-{}", config.name));
+        let m = run_appends(config, settings, &root)?;
+        let records = m.latencies_ns.len() as u64;
+        let payload_len = op(0, settings.record_bytes).len() as f64;
+        let rate = records as f64 / m.seconds;
+        let durable = config.durability == Durability::Sync;
+        let limit = durable.then(|| config.writers as f64 / t_fsync);
+        let row = Row {
+            name: config.name.clone(),
+            writers: config.writers,
+            streams: config.streams,
+            durability: durability_name(config.durability),
+            records,
+            seconds: m.seconds,
+            records_per_s: rate,
+            mb_per_s: rate * payload_len / 1e6,
+            p50_us: percentile(&m.latencies_ns, 0.50),
+            p99_us: percentile(&m.latencies_ns, 0.99),
+            p999_us: percentile(&m.latencies_ns, 0.999),
+            fsyncs: m.fsyncs,
+            fsync_avg_us: if m.fsyncs == 0 {
+                0.0
+            } else {
+                m.fsync_us as f64 / m.fsyncs as f64
+            },
+            records_per_fsync: if m.fsyncs == 0 {
+                0.0
+            } else {
+                records as f64 / m.fsyncs as f64
+            },
+            baseline_records_per_s: baseline_rate,
+            ratio_to_baseline: rate / baseline_rate,
+            group_commit_limit_per_s: limit,
+            ratio_to_limit: limit.map(|l| rate / l),
+            disk_bytes_per_payload_byte: Some(m.disk_bytes as f64 / (records as f64 * payload_len)),
+        };
+        print_row(&row, settings.json)?;
+        if !durable {
+            last_buffered = Some(root);
+        }
+    }
+    if let (true, Some(root)) = (replay, last_buffered) {
+        let (records, bytes, seconds) = run_replay(&root)?;
+        let row = serde_json::json!({
+            "name": "replay", "records": records, "seconds": seconds,
+            "records_per_s": records as f64 / seconds, "gb_per_s": bytes as f64 / seconds / 1e9,
+        });
+        if settings.json {
+            println!("{row}");
+        } else {
+            println!(
+                "{:<18} {:>12.0} {:>8.0}   ({:.2} GB/s of frames, CRC-verified through mmap)",
+                "replay",
+                records as f64 / seconds,
+                bytes as f64 / seconds / 1e6,
+                bytes as f64 / seconds / 1e9
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_row(row: &Row, json: bool) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(row).map_err(|e| Failure {
+                code: 1,
+                message: e.to_string()
+            })?
+        )?;
+        return Ok(());
+    }
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    writeln!(
+        out,
+        "{:<18} {:>12.0} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9.1} {:>8.0} {:>9.2} {:>9} {:>8}",
+        row.name,
+        row.records_per_s,
+        row.mb_per_s,
+        row.p50_us,
+        row.p99_us,
+        row.p999_us,
+        row.fsyncs,
+        row.records_per_fsync,
+        row.fsync_avg_us,
+        row.ratio_to_baseline,
+        opt(row.ratio_to_limit),
+        opt(row.disk_bytes_per_payload_byte),
+    )?;
+    Ok(())
+}

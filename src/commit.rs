@@ -1,0 +1,503 @@
+//! Group commit: how appends from many threads become written, then durable,
+//! with as few `pwrite`s and `fdatasync`s as the load allows.
+//!
+//! - An appender frames its record under the stream's encoder lock (that
+//!   fixes its seq and its place in the CRC chain) and queues it.
+//! - Writes are combined: the appender that finds no write in progress
+//!   becomes the stream's flusher and writes everything queued, in one
+//!   `pwrite` per segment, until the queue is empty; the others wait for
+//!   "written". A lone appender therefore writes its own record without a
+//!   thread hop, and under contention one write carries many records.
+//! - Syncs are combined by one syncer thread per store: an appender that
+//!   needs durability asks for a sync and waits. The syncer takes every
+//!   stream asked for, `fdatasync`s each file once, and wakes every waiter
+//!   that sync covers. While it syncs, the next batch of requests gathers.
+//!
+//! Acknowledging position P means every frame of the stream up to P is
+//! written (Buffered) or on disk (Sync). A failed write or sync poisons the
+//! stream (a failed fsync the whole store): every waiter not yet covered
+//! gets the error and later appends get `Error::Poisoned`; reopening
+//! recovers from what is on disk.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::segment::Published;
+use crate::sync::{
+    thread, Arc, AtomicBool, AtomicU64, Condvar, Event, JoinHandle, Mutex, MutexGuard, Ordering,
+    Weak,
+};
+use crate::writer::{Appended, Encoder, Pos, SegmentIo};
+
+/// The failure that poisoned a stream or store, if any.
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    failed: AtomicBool,
+    cause: Mutex<Option<String>>,
+}
+
+impl Poison {
+    fn set(&self, cause: String) {
+        let mut slot = self.cause.lock();
+        if slot.is_none() {
+            *slot = Some(cause);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let cause = self.cause.lock().clone().unwrap_or_default();
+        Err(Error::Poisoned { cause })
+    }
+}
+
+/// Counters of the I/O the commit protocol issued, for [`Store::stats`](crate::Store::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `pwrite` calls that wrote frames.
+    pub writes: u64,
+    /// Frame bytes written.
+    pub bytes_written: u64,
+    /// `fdatasync` calls on segment files (segment creation excluded).
+    pub fsyncs: u64,
+    /// Time the syncer spent in `fdatasync`, in microseconds.
+    pub fsync_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    bytes_written: AtomicU64,
+    fsyncs: AtomicU64,
+    fsync_us: AtomicU64,
+}
+
+struct EncoderState {
+    encoder: Encoder,
+    /// Whether some appender is writing the queue.
+    flushing: bool,
+}
+
+/// The write side of one stream: encoder, files, and how far they got.
+pub(crate) struct StreamLog {
+    encoder: Mutex<EncoderState>,
+    io: Mutex<SegmentIo>,
+    /// How far the log is written and durable (positions only grow).
+    written: AtomicU64,
+    durable: AtomicU64,
+    /// Notified when `written` (or a poison) changes.
+    written_changed: Event,
+    /// Notified when `durable` (or a poison) changes. Apart from
+    /// `written_changed` so that each write does not wake every thread
+    /// waiting for a sync.
+    durable_changed: Event,
+    sync_requested: AtomicBool,
+    /// The highest position some appender waits to see durable.
+    sync_wanted: AtomicU64,
+    poison: Poison,
+    store_poison: Arc<Poison>,
+    syncer: Arc<SyncerShared>,
+    /// Seq and Lamport of the last record written, for `Stream::last_seq`.
+    last_seq: AtomicU64,
+    last_lamport: AtomicU64,
+}
+
+impl StreamLog {
+    pub fn new(encoder: Encoder, io: SegmentIo, syncer: &Syncer) -> Arc<StreamLog> {
+        let written = io.written_pos();
+        let tip = io.written();
+        let log = Arc::new(StreamLog {
+            encoder: Mutex::new(EncoderState {
+                encoder,
+                flushing: false,
+            }),
+            io: Mutex::new(io),
+            written: AtomicU64::new(written),
+            durable: AtomicU64::new(written),
+            written_changed: Event::new(),
+            durable_changed: Event::new(),
+            sync_requested: AtomicBool::new(false),
+            sync_wanted: AtomicU64::new(0),
+            poison: Poison::default(),
+            store_poison: syncer.shared.poison.clone(),
+            syncer: syncer.shared.clone(),
+            last_seq: AtomicU64::new(tip.last_seq),
+            last_lamport: AtomicU64::new(tip.last_lamport),
+        });
+        syncer
+            .shared
+            .queue
+            .lock()
+            .registry
+            .push(Arc::downgrade(&log));
+        log
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    pub fn last_lamport(&self) -> u64 {
+        self.last_lamport.load(Ordering::Acquire)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.store_poison.check()?;
+        self.poison.check()
+    }
+
+    /// Encode under the lock and write (as the flusher, or by leaving it to
+    /// the flusher). With `sync`, the position is marked as wanted durable
+    /// before the flusher can take it, so the flusher asks for the sync
+    /// once it is written and the caller waits only once, for "durable".
+    fn submit<T>(
+        self: &Arc<Self>,
+        sync: bool,
+        encode: impl FnOnce(&mut Encoder) -> T,
+    ) -> Result<(T, Pos)> {
+        let (value, pos, lead) = {
+            let mut state = self.encoder.lock();
+            self.check()?;
+            let value = encode(&mut state.encoder);
+            let pos = state.encoder.pos();
+            if sync {
+                self.sync_wanted.fetch_max(pos, Ordering::AcqRel);
+                self.syncer.waiting.fetch_add(1, Ordering::AcqRel);
+            }
+            let lead = state.encoder.has_pending() && !state.flushing;
+            state.flushing |= lead;
+            (value, pos, lead)
+        };
+        if lead {
+            self.flush();
+        }
+        if sync {
+            // Nothing was pending (a sync of what is already written): ask now.
+            if !lead && self.written.load(Ordering::Acquire) >= pos {
+                self.request_sync();
+            }
+            self.wait(pos, &self.durable, &self.durable_changed)?;
+        } else {
+            self.wait(pos, &self.written, &self.written_changed)?;
+        }
+        Ok((value, pos))
+    }
+
+    /// Append one validated payload.
+    pub fn append(self: &Arc<Self>, payload: &[u8], sync: bool) -> Result<Appended> {
+        Ok(self.submit(sync, |e| e.encode(payload))?.0)
+    }
+
+    /// Make everything appended so far durable.
+    pub fn sync(self: &Arc<Self>) -> Result<()> {
+        self.submit(true, |_| ()).map(drop)
+    }
+
+    /// Sync, then write a commit marker and sync it (docs/FORMAT.md).
+    pub fn close(self: &Arc<Self>) -> Result<()> {
+        self.sync()?;
+        self.submit(true, Encoder::encode_marker).map(drop)
+    }
+
+    /// Stop as a crash would: nothing more is written or synced.
+    pub fn abandon(&self) {
+        self.fail(&self.poison, "the store was abandoned".into());
+    }
+
+    /// Ask the syncer for a sync of this stream, unless one is asked already
+    /// and not yet begun (it will cover everything written before it begins).
+    fn request_sync(self: &Arc<Self>) {
+        if !self.sync_requested.swap(true, Ordering::AcqRel) {
+            self.syncer.request(self.clone());
+        } else if self.syncer.gathering.load(Ordering::Acquire) {
+            self.syncer.wake.notify_one();
+        }
+    }
+
+    /// Wait until `level` reaches `pos`, or a failure.
+    fn wait(&self, pos: Pos, level: &AtomicU64, changed: &Event) -> Result<()> {
+        let reached = || level.load(Ordering::Acquire) >= pos;
+        changed.wait_until(|| reached() || self.check().is_err());
+        if reached() {
+            Ok(())
+        } else {
+            self.check()
+        }
+    }
+
+    /// Write the queue until it is empty; only the flusher calls this.
+    fn flush(self: &Arc<Self>) {
+        loop {
+            let chunks = {
+                let mut state = self.encoder.lock();
+                if !state.encoder.has_pending() || self.check().is_err() {
+                    state.flushing = false;
+                    return;
+                }
+                state.encoder.take_pending()
+            };
+            let mut io = self.io.lock();
+            for chunk in chunks {
+                let counters = &self.syncer.counters;
+                counters.writes.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes_written
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                match io.write(chunk) {
+                    Ok(rolled) => {
+                        counters
+                            .fsyncs
+                            .fetch_add(u64::from(rolled.is_some()), Ordering::Relaxed);
+                        self.advance(io.written(), io.written_pos(), rolled)
+                    }
+                    Err(e) => {
+                        drop(io);
+                        self.fail(&self.poison, e.to_string());
+                        let mut state = self.encoder.lock();
+                        state.encoder.discard_pending();
+                        state.flushing = false;
+                        return;
+                    }
+                }
+            }
+            drop(io);
+            if self.sync_wanted.load(Ordering::Acquire) > self.durable.load(Ordering::Acquire) {
+                self.request_sync();
+            }
+        }
+    }
+
+    fn advance(&self, tip: Published, written: Pos, durable: Option<Pos>) {
+        self.last_lamport.store(tip.last_lamport, Ordering::Release);
+        self.last_seq.store(tip.last_seq, Ordering::Release);
+        self.written.store(written, Ordering::Release);
+        self.written_changed.notify_all();
+        if let Some(durable) = durable {
+            self.durable.fetch_max(durable, Ordering::AcqRel);
+            self.durable_changed.notify_all();
+        }
+    }
+
+    fn set_durable(&self, pos: Pos) {
+        self.encoder.lock().encoder.note_durable(pos);
+        self.durable.fetch_max(pos, Ordering::AcqRel);
+        self.durable_changed.notify_all();
+    }
+
+    /// Record a failure in `poison` and answer every waiter.
+    fn fail(&self, poison: &Poison, cause: String) {
+        poison.set(cause);
+        self.written_changed.notify_all();
+        self.durable_changed.notify_all();
+    }
+
+    /// Sync this stream's active file now (the syncer calls this).
+    fn sync_now(&self) {
+        self.sync_requested.store(false, Ordering::Release);
+        let (file_pos, result) = {
+            let io = self.io.lock();
+            self.syncer.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            (io.written_pos(), io.sync())
+        };
+        match result {
+            Ok(()) => self.set_durable(file_pos),
+            // After a failed fsync the kernel may have dropped the dirty
+            // pages, so a retry could falsely succeed: nothing more is
+            // acknowledged by this store.
+            Err(e) => self.fail(&self.store_poison, e.to_string()),
+        }
+    }
+
+    fn needs_sync(&self) -> bool {
+        self.durable.load(Ordering::Acquire) < self.written.load(Ordering::Acquire)
+    }
+}
+
+struct SyncQueue {
+    requests: Vec<Arc<StreamLog>>,
+    registry: Vec<Weak<StreamLog>>,
+    shutdown: bool,
+}
+
+/// What the syncer thread and the streams share.
+pub(crate) struct SyncerShared {
+    queue: Mutex<SyncQueue>,
+    wake: Condvar,
+    poison: Arc<Poison>,
+    interval: Duration,
+    counters: Counters,
+    /// Appends waiting for a sync that has not begun yet.
+    waiting: AtomicU64,
+    /// Whether the syncer is gathering a batch (requests should wake it).
+    gathering: AtomicBool,
+}
+
+impl SyncerShared {
+    fn request(&self, log: Arc<StreamLog>) {
+        self.queue.lock().requests.push(log);
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        let mut gather = Gather::default();
+        loop {
+            let batch = {
+                let mut queue = self.queue.lock();
+                let mut timed_out = false;
+                while queue.requests.is_empty() && !queue.shutdown && !timed_out {
+                    (queue, timed_out) = self.wake.wait_timeout(queue, self.interval);
+                }
+                queue = gather.wait(self, queue);
+                queue.registry.retain(|w| w.strong_count() > 0);
+                if queue.requests.is_empty() {
+                    // The interval bound: buffered records wait at most this long.
+                    let due: Vec<_> = queue
+                        .registry
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .filter(|l| l.needs_sync())
+                        .collect();
+                    if due.is_empty() && queue.shutdown {
+                        return;
+                    }
+                    due
+                } else {
+                    std::mem::take(&mut queue.requests)
+                }
+            };
+            let requests = self.waiting.swap(0, Ordering::AcqRel);
+            let started = gather.clock();
+            let mut seen: Vec<*const StreamLog> = Vec::with_capacity(batch.len());
+            for log in &batch {
+                let ptr = Arc::as_ptr(log);
+                if !seen.contains(&ptr) {
+                    seen.push(ptr);
+                    log.sync_now();
+                }
+            }
+            if let Some(started) = started {
+                self.counters
+                    .fsync_us
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            gather.learn(requests, started);
+        }
+    }
+}
+
+/// Adaptive batching. Right after a sync wakes its waiters, the first of
+/// them to append again would otherwise trigger the next sync alone while
+/// the others are still waking up. So when the last sync covered more
+/// requests than are waiting now, the syncer waits for them to arrive,
+/// for at most half of a recent sync's duration. A lone writer (last batch
+/// of one) never waits.
+#[derive(Debug, Default)]
+struct Gather {
+    /// Requests the last sync covered.
+    expected: u64,
+    /// How long a recent sync took.
+    sync_time: Duration,
+}
+
+impl Gather {
+    #[cfg(not(loom))]
+    fn clock(&self) -> Option<std::time::Instant> {
+        Some(std::time::Instant::now())
+    }
+
+    /// loom has no clock: the model checks the protocol without gathering.
+    #[cfg(loom)]
+    fn clock(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn wait<'a>(
+        &self,
+        shared: &SyncerShared,
+        mut queue: MutexGuard<'a, SyncQueue>,
+    ) -> MutexGuard<'a, SyncQueue> {
+        let Some(start) = self.clock() else {
+            return queue;
+        };
+        if queue.requests.is_empty() || queue.shutdown {
+            return queue;
+        }
+        let deadline = start + self.sync_time / 2;
+        shared.gathering.store(true, Ordering::Release);
+        while shared.waiting.load(Ordering::Acquire) < self.expected && !queue.shutdown {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            (queue, _) = shared.wake.wait_timeout(queue, deadline - now);
+        }
+        shared.gathering.store(false, Ordering::Release);
+        queue
+    }
+
+    fn learn(&mut self, requests: u64, started: Option<std::time::Instant>) {
+        self.expected = requests;
+        if let Some(started) = started {
+            let took = started.elapsed();
+            // A moving estimate: one slow sync should not stretch every wait.
+            self.sync_time = (self.sync_time * 3 + took) / 4;
+        }
+    }
+}
+
+/// The store's syncer thread; dropping the last handle stops and joins it
+/// after it has answered every request.
+pub(crate) struct Syncer {
+    shared: Arc<SyncerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub fn start(interval: Duration) -> Syncer {
+        let shared = Arc::new(SyncerShared {
+            queue: Mutex::new(SyncQueue {
+                requests: Vec::new(),
+                registry: Vec::new(),
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            poison: Arc::new(Poison::default()),
+            interval,
+            counters: Counters::default(),
+            waiting: AtomicU64::new(0),
+            gathering: AtomicBool::new(false),
+        });
+        let runner = shared.clone();
+        let thread = thread::spawn(move || runner.run());
+        Syncer {
+            shared,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Syncer {
+    /// What the store's writers and syncer have done so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            writes: c.writes.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_us: c.fsync_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.queue.lock().shutdown = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
