@@ -75,6 +75,11 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// A view of `[0, len)`; `len` must not exceed the file's length.
     fn map(&self, len: u64) -> io::Result<Map>;
+    /// The operating system's descriptor, for batched syncs through
+    /// io_uring; `None` for files that are not real.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// The real filesystem through `std::fs`, `rustix` and `memmap2`.
@@ -195,9 +200,14 @@ impl BackendFile for StdFile {
         }
     }
 
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.0.as_raw_fd())
+    }
+
     fn map(&self, len: u64) -> io::Result<Map> {
         Ok(Map {
-            bytes: crate::mmap::map(&self.0, len)?,
+            bytes: crate::sys::mmap::map(&self.0, len)?,
             live: true,
         })
     }

@@ -21,7 +21,10 @@
 
 use std::time::Duration;
 
+use crate::backend::BackendFile;
+use crate::engine::SyncEngine;
 use crate::error::{Error, Result};
+use crate::options::IoBackend;
 use crate::segment::Published;
 use crate::sync::{
     thread, Arc, AtomicBool, AtomicU64, Condvar, Event, JoinHandle, Mutex, MutexGuard, Ordering,
@@ -55,8 +58,12 @@ impl Poison {
 }
 
 /// Counters of the I/O the commit protocol issued, for [`Store::stats`](crate::Store::stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// How the syncer issues fdatasyncs.
+    pub io_backend: IoBackend,
+    /// Why `io_backend` is not the one [`Options::io_backend`](crate::Options::io_backend) asked for, if it is not.
+    pub io_fallback: Option<String>,
     /// `pwrite` calls that wrote frames.
     pub writes: u64,
     /// Frame bytes written.
@@ -295,25 +302,42 @@ impl StreamLog {
     }
 
     /// Sync this stream's active file now (the syncer calls this).
-    fn sync_now(&self) {
+    /// Start a sync (the syncer calls this): the file to fdatasync and the
+    /// position that makes durable. The io lock is not held during the sync,
+    /// so the flusher keeps writing the next batch meanwhile.
+    fn begin_sync(&self) -> SyncTarget {
         self.sync_requested.store(false, Ordering::Release);
-        let (file_pos, result) = {
-            let io = self.io.lock();
-            self.syncer.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            (io.written_pos(), io.sync())
-        };
+        let io = self.io.lock();
+        SyncTarget {
+            file: io.file().clone(),
+            path: io.active().path.clone(),
+            pos: io.written_pos(),
+        }
+    }
+
+    fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>) {
         match result {
-            Ok(()) => self.set_durable(file_pos),
+            Ok(()) => self.set_durable(target.pos),
             // After a failed fsync the kernel may have dropped the dirty
             // pages, so a retry could falsely succeed: nothing more is
             // acknowledged by this store.
-            Err(e) => self.fail(&self.store_poison, e.to_string()),
+            Err(e) => self.fail(
+                &self.store_poison,
+                format!("fdatasync {}: {e}", target.path.display()),
+            ),
         }
     }
 
     fn needs_sync(&self) -> bool {
         self.durable.load(Ordering::Acquire) < self.written.load(Ordering::Acquire)
     }
+}
+
+/// One stream's part of a sync batch.
+struct SyncTarget {
+    file: Arc<dyn BackendFile>,
+    path: std::path::PathBuf,
+    pos: Pos,
 }
 
 struct SyncQueue {
@@ -333,6 +357,8 @@ pub(crate) struct SyncerShared {
     waiting: AtomicU64,
     /// Whether the syncer is gathering a batch (requests should wake it).
     gathering: AtomicBool,
+    io_backend: IoBackend,
+    io_fallback: Option<String>,
 }
 
 impl SyncerShared {
@@ -341,7 +367,7 @@ impl SyncerShared {
         self.wake.notify_one();
     }
 
-    fn run(&self) {
+    fn run(&self, mut engine: SyncEngine) {
         let mut gather = Gather::default();
         loop {
             let batch = {
@@ -370,13 +396,20 @@ impl SyncerShared {
             };
             let requests = self.waiting.swap(0, Ordering::AcqRel);
             let started = gather.clock();
-            let mut seen: Vec<*const StreamLog> = Vec::with_capacity(batch.len());
-            for log in &batch {
-                let ptr = Arc::as_ptr(log);
-                if !seen.contains(&ptr) {
-                    seen.push(ptr);
-                    log.sync_now();
+            let mut logs: Vec<Arc<StreamLog>> = Vec::with_capacity(batch.len());
+            for log in batch {
+                if !logs.iter().any(|l| Arc::ptr_eq(l, &log)) {
+                    logs.push(log);
                 }
+            }
+            let targets: Vec<SyncTarget> = logs.iter().map(|l| l.begin_sync()).collect();
+            let files: Vec<Arc<dyn BackendFile>> = targets.iter().map(|t| t.file.clone()).collect();
+            self.counters
+                .fsyncs
+                .fetch_add(files.len() as u64, Ordering::Relaxed);
+            let results = engine.sync_all(&files);
+            for ((log, target), result) in logs.iter().zip(&targets).zip(results) {
+                log.end_sync(target, result);
             }
             if let Some(started) = started {
                 self.counters
@@ -456,7 +489,8 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub fn start(interval: Duration) -> Syncer {
+    pub fn start(interval: Duration, backend: IoBackend) -> Syncer {
+        let (engine, io_fallback) = SyncEngine::new(backend);
         let shared = Arc::new(SyncerShared {
             queue: Mutex::new(SyncQueue {
                 requests: Vec::new(),
@@ -469,9 +503,11 @@ impl Syncer {
             counters: Counters::default(),
             waiting: AtomicU64::new(0),
             gathering: AtomicBool::new(false),
+            io_backend: engine.backend(),
+            io_fallback,
         });
         let runner = shared.clone();
-        let thread = thread::spawn(move || runner.run());
+        let thread = thread::spawn(move || runner.run(engine));
         Syncer {
             shared,
             thread: Some(thread),
@@ -484,6 +520,8 @@ impl Syncer {
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         Stats {
+            io_backend: self.shared.io_backend,
+            io_fallback: self.shared.io_fallback.clone(),
             writes: c.writes.load(Ordering::Relaxed),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),

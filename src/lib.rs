@@ -26,10 +26,10 @@
 pub mod backend;
 mod clock;
 mod commit;
+mod engine;
 mod error;
 mod frame;
 mod index;
-mod mmap;
 mod name;
 mod options;
 mod quarantine;
@@ -40,12 +40,13 @@ mod segment;
 mod store;
 mod stream;
 mod sync;
+mod sys;
 mod writer;
 
 pub use commit::Stats;
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;
-pub use options::{Durability, Options, RecoveryMode};
+pub use options::{Durability, IoBackend, Options, RecoveryMode};
 pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
 pub use reader::{Iter, Record};
 pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};

@@ -17,6 +17,20 @@ pub enum Durability {
     Buffered,
 }
 
+/// How the syncer issues fdatasyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackend {
+    /// One `fdatasync` after another: portable, and as fast as anything
+    /// for one stream.
+    #[default]
+    Pwrite,
+    /// All the syncs of a batch at once through io_uring (Linux, cargo
+    /// feature `io-uring`): much faster when many streams sync together.
+    /// Falls back to `Pwrite` where the kernel refuses io_uring, and says so
+    /// in [`Stats::io_fallback`](crate::Stats::io_fallback).
+    IoUring,
+}
+
 /// What open does when it finds damaged data that was durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
@@ -44,6 +58,8 @@ pub struct Options {
     /// Longest time a `Buffered` record may stay written but not synced:
     /// the syncer syncs every stream with such records at least this often.
     pub sync_interval_us: u64,
+    /// How the syncer issues fdatasyncs.
+    pub io_backend: IoBackend,
     /// What open does with damaged durable data.
     pub recovery: RecoveryMode,
     /// Open without the writer lock; appends fail with [`Error::ReadOnly`] and
@@ -61,6 +77,7 @@ impl Default for Options {
             record_bytes_max: 16 << 20,
             index_interval_bytes: 4 << 10,
             sync_interval_us: 100_000,
+            io_backend: IoBackend::Pwrite,
             recovery: RecoveryMode::Strict,
             read_only: false,
         }

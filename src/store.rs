@@ -131,7 +131,10 @@ impl Store {
                     .sync_dir(created)
                     .map_err(io_err("fsync directory", created))?;
             }
-            let syncer = Arc::new(Syncer::start(Duration::from_micros(opts.sync_interval_us)));
+            let syncer = Arc::new(Syncer::start(
+                Duration::from_micros(opts.sync_interval_us),
+                opts.io_backend,
+            ));
             Some((syncer, Arc::<dyn LockGuard>::from(guard)))
         };
         let names = match backend.list_dir(&streams_dir) {

@@ -309,6 +309,11 @@ impl SegmentIo {
         &self.active
     }
 
+    /// The active segment's file.
+    pub fn file(&self) -> &Arc<dyn BackendFile> {
+        &self.file
+    }
+
     /// The last record written.
     pub fn written(&self) -> Published {
         self.written

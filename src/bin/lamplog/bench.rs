@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lamplog::{Durability, Options, Store};
+use lamplog::{Durability, IoBackend, Options, Store};
 use serde::Serialize;
 
 use crate::Failure;
@@ -30,6 +30,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub dir: Option<PathBuf>,
+    pub backend: IoBackend,
     pub record_bytes: usize,
     pub json: bool,
 }
@@ -38,6 +39,7 @@ pub struct Settings {
 #[derive(Debug, Serialize)]
 struct Row {
     name: String,
+    backend: &'static str,
     writers: usize,
     streams: usize,
     durability: &'static str,
@@ -171,6 +173,7 @@ fn progress(total: u64, name: &str, json: bool) -> ProgressBar {
 }
 
 struct Measured {
+    backend: &'static str,
     seconds: f64,
     latencies_ns: Vec<u32>,
     fsyncs: u64,
@@ -179,8 +182,14 @@ struct Measured {
 }
 
 fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Measured, Failure> {
-    let opts = Options::default();
+    let opts = Options {
+        io_backend: settings.backend,
+        ..Options::default()
+    };
     let store = Store::open(root, opts)?;
+    if let Some(note) = &store.stats().io_fallback {
+        eprintln!("lamplog bench: {note}");
+    }
     let streams: Vec<_> = (0..config.streams)
         .map(|i| store.stream(&format!("bench-{i:03}")))
         .collect::<Result<_, _>>()?;
@@ -242,7 +251,12 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
     drop(streams);
     store.close()?;
     latencies_ns.sort_unstable();
+    let backend = match stats.io_backend {
+        IoBackend::IoUring => "io-uring",
+        _ => "pwrite",
+    };
     Ok(Measured {
+        backend,
         seconds,
         latencies_ns,
         fsyncs,
@@ -331,6 +345,7 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
         let limit = durable.then(|| config.writers as f64 / t_fsync);
         let row = Row {
             name: config.name.clone(),
+            backend: m.backend,
             writers: config.writers,
             streams: config.streams,
             durability: durability_name(config.durability),

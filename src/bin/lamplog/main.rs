@@ -171,35 +171,31 @@ fn main() -> ExitCode {
             backend,
             json,
         } => {
-            if backend == BackendArg::IoUring {
-                Err(Failure {
-                    code: 2,
-                    message: "the io-uring backend is not in this build".into(),
-                })
-            } else {
-                let settings = bench::Settings {
-                    dir,
-                    record_bytes,
-                    json,
+            let backend = match backend {
+                BackendArg::Pwrite => lamplog::IoBackend::Pwrite,
+                BackendArg::IoUring => lamplog::IoBackend::IoUring,
+            };
+            let settings = bench::Settings {
+                dir,
+                backend,
+                record_bytes,
+                json,
+            };
+            let custom =
+                writers.is_some() || streams.is_some() || records.is_some() || durability.is_some();
+            if custom {
+                let writers = writers.unwrap_or(1).max(1);
+                let durability: Durability = durability.unwrap_or(DurabilityArg::Sync).into();
+                let config = bench::Config {
+                    name: "custom".into(),
+                    writers,
+                    streams: streams.unwrap_or(1).clamp(1, writers),
+                    records: records.unwrap_or(20_000),
+                    durability,
                 };
-                let custom = writers.is_some()
-                    || streams.is_some()
-                    || records.is_some()
-                    || durability.is_some();
-                if custom {
-                    let writers = writers.unwrap_or(1).max(1);
-                    let durability: Durability = durability.unwrap_or(DurabilityArg::Sync).into();
-                    let config = bench::Config {
-                        name: "custom".into(),
-                        writers,
-                        streams: streams.unwrap_or(1).clamp(1, writers),
-                        records: records.unwrap_or(20_000),
-                        durability,
-                    };
-                    bench::run(&[config], &settings, durability == Durability::Buffered)
-                } else {
-                    bench::run(&bench::default_matrix(), &settings, true)
-                }
+                bench::run(&[config], &settings, durability == Durability::Buffered)
+            } else {
+                bench::run(&bench::default_matrix(), &settings, true)
             }
         }
     };

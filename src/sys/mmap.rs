@@ -1,7 +1,4 @@
-//! The crate's only `unsafe`: mapping segment files into memory.
-//!
-//! Every site is listed in `docs/UNSAFE.md`.
-#![allow(unsafe_code)]
+//! Mapping segment files into memory for zero-copy reads.
 
 use std::fs::File;
 use std::io;
