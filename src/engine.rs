@@ -12,7 +12,7 @@ use crate::options::IoBackend;
 pub(crate) enum SyncEngine {
     Sequential,
     #[cfg(feature = "io-uring")]
-    Uring(crate::sys::uring::Ring),
+    Uring(Box<crate::sys::uring::Ring>),
 }
 
 impl SyncEngine {
@@ -22,7 +22,7 @@ impl SyncEngine {
             IoBackend::Pwrite => (SyncEngine::Sequential, None),
             #[cfg(feature = "io-uring")]
             IoBackend::IoUring => match crate::sys::uring::Ring::new() {
-                Ok(ring) => (SyncEngine::Uring(ring), None),
+                Ok(ring) => (SyncEngine::Uring(Box::new(ring)), None),
                 Err(e) => (
                     SyncEngine::Sequential,
                     Some(format!("io_uring unavailable ({e}); using pwrite")),
