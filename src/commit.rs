@@ -539,3 +539,6 @@ impl Drop for Syncer {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom;

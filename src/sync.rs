@@ -88,9 +88,13 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-    pub(crate) use loom::sync::{Arc, MutexGuard, Weak};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    pub(crate) use loom::sync::MutexGuard;
+    // Reference counting is not part of the protocol under test, and the
+    // streams need `Arc` receivers and `Weak` references, which loom's
+    // `Arc` does not offer.
     pub(crate) use loom::thread::{self, JoinHandle};
+    pub(crate) use std::sync::{Arc, Weak};
 
     #[derive(Debug, Default)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
