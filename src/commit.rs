@@ -107,13 +107,19 @@ pub(crate) struct StreamLog {
     poison: Poison,
     store_poison: Arc<Poison>,
     syncer: Arc<SyncerShared>,
+    segment_bytes_max: u64,
     /// Seq and Lamport of the last record written, for `Stream::last_seq`.
     last_seq: AtomicU64,
     last_lamport: AtomicU64,
 }
 
 impl StreamLog {
-    pub fn new(encoder: Encoder, io: SegmentIo, syncer: &Syncer) -> Arc<StreamLog> {
+    pub fn new(
+        encoder: Encoder,
+        io: SegmentIo,
+        syncer: &Syncer,
+        segment_bytes_max: u64,
+    ) -> Arc<StreamLog> {
         let written = io.written_pos();
         let tip = io.written();
         let log = Arc::new(StreamLog {
@@ -131,6 +137,7 @@ impl StreamLog {
             poison: Poison::default(),
             store_poison: syncer.shared.poison.clone(),
             syncer: syncer.shared.clone(),
+            segment_bytes_max,
             last_seq: AtomicU64::new(tip.last_seq),
             last_lamport: AtomicU64::new(tip.last_lamport),
         });
@@ -196,6 +203,18 @@ impl StreamLog {
     /// Append one validated payload.
     pub fn append(self: &Arc<Self>, payload: &[u8], sync: bool) -> Result<Appended> {
         Ok(self.submit(sync, |e| e.encode(payload))?.0)
+    }
+
+    /// Append validated payloads as one atomic batch.
+    pub fn append_batch(self: &Arc<Self>, payloads: &[&[u8]], sync: bool) -> Result<Vec<Appended>> {
+        let (appended, _) = self.submit(sync, |e| e.encode_batch(payloads))?;
+        appended.ok_or_else(|| Error::BatchTooLarge {
+            len: payloads
+                .iter()
+                .map(|p| crate::frame::frame_len(p.len()) as u64)
+                .sum(),
+            max: self.segment_bytes_max,
+        })
     }
 
     /// Make everything appended so far durable.

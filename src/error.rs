@@ -65,6 +65,15 @@ pub enum Error {
         message: String,
     },
 
+    /// An atomic batch too large to fit in one segment.
+    #[error("batch of {len} bytes does not fit in one segment (segment_bytes_max {max})")]
+    BatchTooLarge {
+        /// The batch's size on disk.
+        len: u64,
+        /// The configured segment size.
+        max: u64,
+    },
+
     /// A payload larger than `record_bytes_max`.
     #[error("record of {len} bytes exceeds record_bytes_max ({max} bytes)")]
     RecordTooLarge {
@@ -134,6 +143,8 @@ pub enum CorruptionKind {
     },
     /// Lamport timestamps do not strictly increase.
     LamportNotIncreasing,
+    /// An atomic batch whose last record is missing.
+    TornBatch,
     /// Bytes follow the last record of a segment that was sealed, or of a
     /// torn tail that a later record proves was durable.
     DataAfterEnd,
@@ -153,6 +164,7 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::SequenceGap { expected, found } => {
                 write!(f, "sequence gap: expected seq {expected}, found {found}")
             }
+            CorruptionKind::TornBatch => f.write_str("an atomic batch does not end"),
             CorruptionKind::LamportNotIncreasing => {
                 f.write_str("Lamport timestamp does not increase")
             }

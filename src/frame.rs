@@ -13,7 +13,7 @@
 //! 36      4   durable_end  segment offset up to which the segment was fdatasynced
 //!                          when this frame was written
 //! 40      1   kind         1 = data, 2 = commit marker (no payload)
-//! 41      1   flags        0 (reserved for later kinds)
+//! 41      1   flags        bit 0: the next frame belongs to the same atomic batch
 //! 42      2   reserved     0
 //! 44    len   payload      the JSON bytes, unchanged
 //! ```
@@ -80,6 +80,9 @@ impl Kind {
 /// claiming more is damaged (and the writer's `+ 1` can never overflow).
 pub(crate) const CLOCK_LIMIT: u64 = 1 << 63;
 
+/// Flag bit: the next frame belongs to the same atomic batch.
+const FLAG_CONTINUES: u8 = 1;
+
 /// Everything in a frame header except the length and checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameMeta {
@@ -89,6 +92,8 @@ pub(crate) struct FrameMeta {
     pub prev_crc: u32,
     pub durable_end: u32,
     pub kind: Kind,
+    /// The next frame belongs to the same atomic batch (data frames only).
+    pub continues: bool,
 }
 
 /// A decoded, checksum-verified frame borrowing its bytes.
@@ -145,7 +150,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: 
         prev_crc: meta.prev_crc.into(),
         durable_end: meta.durable_end.into(),
         kind: meta.kind as u8,
-        flags: 0,
+        flags: if meta.continues { FLAG_CONTINUES } else { 0 },
         reserved: 0.into(),
     };
     let crc = checksum(salt, header.as_bytes(), payload);
@@ -162,7 +167,7 @@ pub(crate) fn plausible(buf: &[u8], record_bytes_max: usize) -> Option<(u64, usi
     let (header, rest) = FrameHeader::ref_from_prefix(buf).ok()?;
     let len = header.len.get() as usize;
     let ok = Kind::from_u8(header.kind).is_some_and(|k| k.allows_len(len))
-        && header.flags == 0
+        && header.flags & !FLAG_CONTINUES == 0
         && header.reserved.get() == 0
         && len <= record_bytes_max
         && len <= rest.len();
@@ -188,7 +193,9 @@ pub(crate) fn decode(
         return Err(FrameError::BadChecksum);
     }
     let kind = Kind::from_u8(header.kind).ok_or(FrameError::BadRecordHeader)?;
-    if header.flags != 0 || header.reserved.get() != 0 || !kind.allows_len(len) {
+    let continues = header.flags & FLAG_CONTINUES != 0;
+    let flags_ok = header.flags & !FLAG_CONTINUES == 0 && !(continues && kind == Kind::Commit);
+    if !flags_ok || header.reserved.get() != 0 || !kind.allows_len(len) {
         return Err(FrameError::BadRecordHeader);
     }
     let meta = FrameMeta {
@@ -198,6 +205,7 @@ pub(crate) fn decode(
         prev_crc: header.prev_crc.get(),
         durable_end: header.durable_end.get(),
         kind,
+        continues,
     };
     Ok(Frame { meta, crc, payload })
 }
@@ -214,6 +222,7 @@ mod tests {
             prev_crc: 7,
             durable_end: 192,
             kind: Kind::Data,
+            continues: false,
         }
     }
 

@@ -85,6 +85,13 @@ pub(crate) struct Seal {
     pub end: u64,
 }
 
+/// The state of a [`SparseIndex`] to roll back to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexMark {
+    entries: usize,
+    ts_us_max: u64,
+}
+
 /// The in-memory sparse index of one segment.
 #[derive(Debug, Clone)]
 pub(crate) struct SparseIndex {
@@ -112,19 +119,23 @@ impl SparseIndex {
         self.ts_us_max
     }
 
-    /// Account for the record at `offset`; returns the entry if it became an index point.
+    /// Account for the record at `offset`; returns the entry if it became
+    /// an index point. Only `indexable` records (the first of an atomic
+    /// batch) can become one.
     pub fn observe(
         &mut self,
         seq: u64,
         lamport: u64,
         ts_us: u64,
         offset: u64,
+        indexable: bool,
     ) -> Option<IndexEntry> {
         self.ts_us_max = self.ts_us_max.max(ts_us);
-        let due = self
-            .entries
-            .last()
-            .is_none_or(|last| offset >= last.offset + self.interval);
+        let due = indexable
+            && self
+                .entries
+                .last()
+                .is_none_or(|last| offset >= last.offset + self.interval);
         if !due {
             return None;
         }
@@ -136,6 +147,19 @@ impl SparseIndex {
         };
         self.entries.push(entry);
         Some(entry)
+    }
+
+    pub fn mark(&self) -> IndexMark {
+        IndexMark {
+            entries: self.entries.len(),
+            ts_us_max: self.ts_us_max,
+        }
+    }
+
+    /// Forget what was observed since `mark` (a batch that did not end).
+    pub fn rollback(&mut self, mark: IndexMark) {
+        self.entries.truncate(mark.entries);
+        self.ts_us_max = mark.ts_us_max;
     }
 
     /// The last index point at or before `seq`.
@@ -350,7 +374,7 @@ mod tests {
     fn sample() -> SparseIndex {
         let mut index = SparseIndex::new(100);
         for i in 0..50u64 {
-            index.observe(10 + i, 20 + 2 * i, 1000 + (i % 7), 192 + 40 * i);
+            index.observe(10 + i, 20 + 2 * i, 1000 + (i % 7), 192 + 40 * i, true);
         }
         index
     }

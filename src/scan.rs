@@ -4,7 +4,7 @@
 
 use crate::error::CorruptionKind;
 use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
-use crate::index::{IndexEntry, SparseIndex};
+use crate::index::{IndexEntry, IndexMark, SparseIndex};
 use crate::segment::{corruption_kind, Published, SegmentHeader, SEGMENT_HEADER_LEN};
 
 /// Where a scan stands: the next frame expected at `offset`.
@@ -16,6 +16,8 @@ pub(crate) struct Cursor {
     /// point does not know it).
     pub prev_crc: Option<u32>,
     pub last_lamport: u64,
+    /// The previous frame continues an atomic batch.
+    pub in_batch: bool,
 }
 
 impl Cursor {
@@ -25,6 +27,7 @@ impl Cursor {
             next_seq: h.first_seq,
             prev_crc: Some(h.prev_crc),
             last_lamport: h.first_lamport.saturating_sub(1),
+            in_batch: false,
         }
     }
 
@@ -34,6 +37,7 @@ impl Cursor {
             next_seq: e.seq,
             prev_crc: None,
             last_lamport: e.lamport.saturating_sub(1),
+            in_batch: false,
         }
     }
 
@@ -52,6 +56,9 @@ impl Cursor {
             })
         } else if self.prev_crc.is_some_and(|p| p != m.prev_crc) {
             Some(CorruptionKind::BrokenChain)
+        } else if self.in_batch && m.kind == Kind::Commit {
+            // A marker is written on its own, never inside a batch.
+            Some(CorruptionKind::BadRecordHeader)
         } else if !lamport_ok {
             Some(CorruptionKind::LamportNotIncreasing)
         } else if m.seq >= frame::CLOCK_LIMIT
@@ -87,25 +94,44 @@ pub(crate) fn scan(
     mut c: Cursor,
     index: &mut SparseIndex,
 ) -> (Cursor, Option<CorruptionKind>) {
-    while c.offset < limit {
+    // Where the open atomic batch began: a scan that stops inside a batch
+    // rolls back to its start, so a batch is kept whole or not at all.
+    let mut batch: Option<(Cursor, IndexMark)> = None;
+    let problem = loop {
+        if c.offset >= limit {
+            break None;
+        }
         let window = &bytes[c.offset as usize..limit as usize];
         let f = match frame::decode(window, salt, record_max) {
             Ok(f) => f,
-            Err(e) => return (c, Some(corruption_kind(e))),
+            Err(e) => break Some(corruption_kind(e)),
         };
         if let Some(problem) = c.check(&f.meta) {
-            return (c, Some(problem));
+            break Some(problem);
         }
         let m = f.meta;
+        if m.continues && batch.is_none() {
+            batch = Some((c, index.mark()));
+        }
         if m.kind == Kind::Data {
-            index.observe(m.seq, m.lamport, m.ts_us, c.offset);
+            index.observe(m.seq, m.lamport, m.ts_us, c.offset, !c.in_batch);
             c.next_seq = m.seq + 1;
             c.last_lamport = m.lamport;
         }
         c.offset += f.len_on_disk() as u64;
         c.prev_crc = Some(f.crc);
+        c.in_batch = m.continues;
+        if !m.continues {
+            batch = None;
+        }
+    };
+    match batch {
+        Some((start, mark)) => {
+            index.rollback(mark);
+            (start, Some(problem.unwrap_or(CorruptionKind::TornBatch)))
+        }
+        None => (c, problem),
     }
-    (c, None)
 }
 
 /// Whether a valid frame after `bad` proves that the bytes at `bad` had been

@@ -56,6 +56,7 @@ struct FrameInfo {
     lamport: u64,
     ts_us: u64,
     offset: u64,
+    indexable: bool,
 }
 
 /// Encoded frames for one segment, not yet written.
@@ -137,13 +138,39 @@ impl Encoder {
 
     /// Frame a data record.
     pub fn encode(&mut self, payload: &[u8]) -> Appended {
-        let seq = self.tip.last_seq + 1;
-        let lamport = self.tip.last_lamport + 1;
-        if self.tip.end + frame::frame_len(payload.len()) as u64 > self.limits.segment_bytes_max {
-            self.roll(seq, lamport);
+        self.encode_batch(&[payload])
+            .expect("a record fits in a fresh segment (checked by Options::validate)")[0]
+    }
+
+    /// Frame records as one atomic batch: contiguous seqs, in one segment,
+    /// every frame but the last flagged as continued (docs/FORMAT.md), so
+    /// that recovery keeps all of them or none. `None` if the batch cannot
+    /// fit in one segment.
+    pub fn encode_batch(&mut self, payloads: &[&[u8]]) -> Option<Vec<Appended>> {
+        let bytes: u64 = payloads
+            .iter()
+            .map(|p| frame::frame_len(p.len()) as u64)
+            .sum();
+        if SEGMENT_HEADER_LEN as u64 + bytes > self.limits.segment_bytes_max {
+            return None;
         }
-        self.push(Kind::Data, seq, lamport, payload);
-        Appended { seq, lamport }
+        if self.tip.end + bytes > self.limits.segment_bytes_max {
+            self.roll(self.tip.last_seq + 1, self.tip.last_lamport + 1);
+        }
+        let mut appended = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            let (seq, lamport) = (self.tip.last_seq + 1, self.tip.last_lamport + 1);
+            self.push(
+                Kind::Data,
+                seq,
+                lamport,
+                payload,
+                i + 1 < payloads.len(),
+                i == 0,
+            );
+            appended.push(Appended { seq, lamport });
+        }
+        Some(appended)
     }
 
     /// Frame a commit marker if one is useful and fits: after at least one
@@ -155,7 +182,14 @@ impl Encoder {
         if self.marked || empty || full {
             return false;
         }
-        self.push(Kind::Commit, self.tip.last_seq, self.tip.last_lamport, b"");
+        self.push(
+            Kind::Commit,
+            self.tip.last_seq,
+            self.tip.last_lamport,
+            b"",
+            false,
+            false,
+        );
         self.marked = true;
         true
     }
@@ -182,7 +216,18 @@ impl Encoder {
         });
     }
 
-    fn push(&mut self, kind: Kind, seq: u64, lamport: u64, payload: &[u8]) {
+    /// Frame one record; `indexable` if a sparse index point may start here
+    /// (only at the start of a batch, so that recovery never starts a scan
+    /// inside one).
+    fn push(
+        &mut self,
+        kind: Kind,
+        seq: u64,
+        lamport: u64,
+        payload: &[u8],
+        continues: bool,
+        indexable: bool,
+    ) {
         let offset = self.tip.end;
         // The header of a segment is on disk before any frame is written to it.
         let durable_end = self
@@ -198,6 +243,7 @@ impl Encoder {
             durable_end: u32::try_from(durable_end)
                 .expect("segment offsets fit u32 (SEGMENT_BYTES_MAX_LIMIT)"),
             kind,
+            continues,
         };
         let starts_chunk = self.pending.last().is_none_or(|c| c.base != self.base);
         if starts_chunk {
@@ -219,6 +265,7 @@ impl Encoder {
                 lamport,
                 ts_us,
                 offset,
+                indexable,
             });
         }
         self.tip = Published {
@@ -343,11 +390,11 @@ impl SegmentIo {
             .map_err(io_err("write", &self.active.path))?;
         let salt = self.active.header.salt;
         for f in &chunk.frames {
-            let entry = self
-                .active
-                .index
-                .write()
-                .observe(f.seq, f.lamport, f.ts_us, f.offset);
+            let entry =
+                self.active
+                    .index
+                    .write()
+                    .observe(f.seq, f.lamport, f.ts_us, f.offset, f.indexable);
             if let Some(entry) = entry {
                 self.write_index_bytes(&index::encode_entry(&entry, salt));
             }
