@@ -59,6 +59,18 @@ struct FrameInfo {
     indexable: bool,
 }
 
+/// What the encoder puts in a frame header.
+struct NewFrame {
+    kind: Kind,
+    seq: u64,
+    lamport: u64,
+    ts_us: u64,
+    continues: bool,
+    /// Whether a sparse index point may start here: only at the start of a
+    /// batch, so that recovery never starts a scan inside one.
+    indexable: bool,
+}
+
 /// Encoded frames for one segment, not yet written.
 #[derive(Debug)]
 pub(crate) struct Chunk {
@@ -158,16 +170,20 @@ impl Encoder {
             self.roll(self.tip.last_seq + 1, self.tip.last_lamport + 1);
         }
         let mut appended = Vec::with_capacity(payloads.len());
+        // One clock reading per batch: its records are appended together.
+        let ts_us = now_us();
         for (i, payload) in payloads.iter().enumerate() {
             let (seq, lamport) = (self.tip.last_seq + 1, self.tip.last_lamport + 1);
-            self.push(
-                Kind::Data,
+            let continues = i + 1 < payloads.len();
+            let new = NewFrame {
+                kind: Kind::Data,
                 seq,
                 lamport,
-                payload,
-                i + 1 < payloads.len(),
-                i == 0,
-            );
+                ts_us,
+                continues,
+                indexable: i == 0,
+            };
+            self.push(new, payload);
             appended.push(Appended { seq, lamport });
         }
         Some(appended)
@@ -182,14 +198,16 @@ impl Encoder {
         if self.marked || empty || full {
             return false;
         }
-        self.push(
-            Kind::Commit,
-            self.tip.last_seq,
-            self.tip.last_lamport,
-            b"",
-            false,
-            false,
-        );
+        let (seq, lamport) = (self.tip.last_seq, self.tip.last_lamport);
+        let new = NewFrame {
+            kind: Kind::Commit,
+            seq,
+            lamport,
+            ts_us: now_us(),
+            continues: false,
+            indexable: false,
+        };
+        self.push(new, b"");
         self.marked = true;
         true
     }
@@ -219,22 +237,21 @@ impl Encoder {
     /// Frame one record; `indexable` if a sparse index point may start here
     /// (only at the start of a batch, so that recovery never starts a scan
     /// inside one).
-    fn push(
-        &mut self,
-        kind: Kind,
-        seq: u64,
-        lamport: u64,
-        payload: &[u8],
-        continues: bool,
-        indexable: bool,
-    ) {
+    fn push(&mut self, new: NewFrame, payload: &[u8]) {
+        let NewFrame {
+            kind,
+            seq,
+            lamport,
+            ts_us,
+            continues,
+            indexable,
+        } = new;
         let offset = self.tip.end;
         // The header of a segment is on disk before any frame is written to it.
         let durable_end = self
             .durable
             .saturating_sub(self.base)
             .max(SEGMENT_HEADER_LEN as u64);
-        let ts_us = now_us();
         let meta = FrameMeta {
             seq,
             lamport,

@@ -24,6 +24,8 @@ pub struct Config {
     pub streams: usize,
     pub records: u64,
     pub durability: Durability,
+    /// Records per call: 1 for `append`, more for `append_batch`.
+    pub batch: usize,
 }
 
 /// Settings shared by every configuration of a run.
@@ -70,6 +72,7 @@ pub fn default_matrix() -> Vec<Config> {
         streams,
         records,
         durability: Durability::Sync,
+        batch: 1,
     };
     vec![
         durable("sync-1w", 1, 1, 3_000),
@@ -81,8 +84,17 @@ pub fn default_matrix() -> Vec<Config> {
             name: "buffered-1w".into(),
             writers: 1,
             streams: 1,
-            records: 1_000_000,
+            records: 500_000,
             durability: Durability::Buffered,
+            batch: 1,
+        },
+        Config {
+            name: "buffered-1w-b1000".into(),
+            writers: 1,
+            streams: 1,
+            records: 2_000_000,
+            durability: Durability::Buffered,
+            batch: 1000,
         },
     ]
 }
@@ -193,7 +205,8 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
     let streams: Vec<_> = (0..config.streams)
         .map(|i| store.stream(&format!("bench-{i:03}")))
         .collect::<Result<_, _>>()?;
-    let per_writer = config.records / config.writers as u64;
+    let batch = config.batch.max(1) as u64;
+    let per_writer = config.records / config.writers as u64 / batch * batch;
     let payloads: Arc<Vec<Vec<u8>>> =
         Arc::new((0..1024).map(|i| op(i, settings.record_bytes)).collect());
     let bar = progress(
@@ -216,15 +229,23 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
             let durability = config.durability;
             std::thread::spawn(move || -> Result<Vec<u32>, lamplog::Error> {
                 let mut latencies = Vec::with_capacity(per_writer as usize);
+                let pick = |i: u64| &payloads[((i as usize) * 7 + w) % payloads.len()];
                 start_line.wait();
-                for i in 0..per_writer {
-                    let payload = &payloads[((i as usize) * 7 + w) % payloads.len()];
+                let mut i = 0;
+                while i < per_writer {
                     let t = Instant::now();
-                    stream.append(payload, durability)?;
-                    latencies.push(t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
-                    if i % 256 == 255 {
-                        bar.inc(256);
-                        done.fetch_add(256, Ordering::Relaxed);
+                    if batch == 1 {
+                        stream.append(pick(i), durability)?;
+                    } else {
+                        stream.append_batch((i..i + batch).map(pick), durability)?;
+                    }
+                    // A batch's records all wait as long as its call.
+                    let ns = t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+                    latencies.extend(std::iter::repeat_n(ns, batch as usize));
+                    i += batch;
+                    if i % 4096 < batch {
+                        bar.inc(4096.min(i));
+                        done.fetch_add(batch, Ordering::Relaxed);
                     }
                 }
                 Ok(latencies)

@@ -72,6 +72,9 @@ enum Command {
         /// Durability of each append.
         #[arg(long, value_enum)]
         durability: Option<DurabilityArg>,
+        /// Records per call (1: `append`; more: `append_batch`).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         /// The I/O backend.
         #[arg(long, value_enum, default_value_t = BackendArg::Pwrite)]
         backend: BackendArg,
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
         Command::Quickstart { records, dir } => quickstart(records, dir),
         Command::Bench {
             dir,
+            batch,
             writers,
             streams,
             records,
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
                     streams: streams.unwrap_or(1).clamp(1, writers),
                     records: records.unwrap_or(20_000),
                     durability,
+                    batch: batch.max(1),
                 };
                 bench::run(&[config], &settings, durability == Durability::Buffered)
             } else {
