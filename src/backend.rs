@@ -80,6 +80,17 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// The filesystem the file is on, for syncing many files at once with
+    /// [`sync_filesystem`](BackendFile::sync_filesystem); `None` if unknown.
+    fn filesystem_id(&self) -> Option<u64> {
+        None
+    }
+    /// Make every written byte of every file on this file's filesystem
+    /// durable (`syncfs`), reporting any writeback error since the file was
+    /// opened. Unsupported unless `filesystem_id` is known.
+    fn sync_filesystem(&self) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The real filesystem through `std::fs`, `rustix` and `memmap2`.
@@ -203,6 +214,15 @@ impl BackendFile for StdFile {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
         Some(self.0.as_raw_fd())
+    }
+
+    fn filesystem_id(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        self.0.metadata().ok().map(|m| m.dev())
+    }
+
+    fn sync_filesystem(&self) -> io::Result<()> {
+        Ok(rustix::fs::syncfs(&self.0)?)
     }
 
     fn map(&self, len: u64) -> io::Result<Map> {
