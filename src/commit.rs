@@ -357,7 +357,11 @@ impl StreamLog {
         counters
             .fsync_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.syncer.waiting.fetch_sub(1, Ordering::AcqRel);
+        // The syncer may have reset the count meanwhile: never wrap below zero.
+        let _ = self
+            .syncer
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| w.checked_sub(1));
         self.end_sync(&target, result);
     }
 
