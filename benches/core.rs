@@ -1,10 +1,12 @@
-//! Criterion benches of the storage core: append per durability, replay
-//! through mmap, and index seeks at different depths of a long log.
+//! Criterion benches: append per durability and writer count, atomic
+//! batches, the frame codec, replay through mmap, and index seeks at
+//! different depths of a long log.
 //!
 //! `cargo bench --bench core`. Figures depend on the disk: on ext4, call
 //! sync(2) first so other files' dirty pages do not slow each fdatasync.
 
-use std::time::Duration;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use lamplog::{Durability, Options, Store};
@@ -42,6 +44,79 @@ fn append(c: &mut Criterion) {
             b.iter(|| stream.append(&payload, durability).unwrap())
         });
     }
+    group.finish();
+}
+
+/// Durable appends from `writers` threads on one stream: time per record.
+fn append_writers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_sync_writers");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for writers in [4usize, 16, 64] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let stream = store.stream("bench").unwrap();
+        group.throughput(Throughput::Elements(writers as u64));
+        group.bench_function(BenchmarkId::from_parameter(writers), |b| {
+            b.iter_custom(|rounds| {
+                let start = Arc::new(Barrier::new(writers + 1));
+                let threads: Vec<_> = (0..writers)
+                    .map(|w| {
+                        let (stream, start) = (stream.clone(), start.clone());
+                        std::thread::spawn(move || {
+                            let payload = op(w as u64);
+                            start.wait();
+                            for _ in 0..rounds {
+                                stream.append(&payload, Durability::Sync).unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                start.wait();
+                let t = Instant::now();
+                threads.into_iter().for_each(|t| t.join().unwrap());
+                t.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_batch");
+    let payloads: Vec<Vec<u8>> = (0..1000).map(op).collect();
+    group.throughput(Throughput::Elements(payloads.len() as u64));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let stream = store.stream("bench").unwrap();
+    group.bench_function("buffered_1000", |b| {
+        b.iter(|| {
+            stream
+                .append_batch(&payloads, Durability::Buffered)
+                .unwrap()
+                .len()
+        })
+    });
+    group.finish();
+}
+
+fn codec(c: &mut Criterion) {
+    use lamplog::internals::{decode_frame, encode_frame};
+    let mut group = c.benchmark_group("frame");
+    let payload = op(42);
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    let mut out = Vec::with_capacity(1024);
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            out.clear();
+            encode_frame(&mut out, 7, 7, &payload, 0x5eed)
+        })
+    });
+    encode_frame(&mut out, 7, 7, &payload, 0x5eed);
+    group.bench_function("decode_verify", |b| {
+        b.iter(|| decode_frame(&out, 0x5eed, 1 << 20).unwrap().0)
+    });
     group.finish();
 }
 
@@ -105,5 +180,5 @@ fn seek(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, replay, seek);
+criterion_group!(benches, append, append_writers, batch, codec, replay, seek);
 criterion_main!(benches);

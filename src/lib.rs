@@ -62,6 +62,40 @@ pub mod format {
     pub use crate::segment::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 }
 
+/// The frame codec, for benchmarks and fuzz targets. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    use crate::frame::{self, FrameMeta, Kind};
+
+    /// Append one data frame to `out`; returns its CRC.
+    pub fn encode_frame(
+        out: &mut Vec<u8>,
+        seq: u64,
+        lamport: u64,
+        payload: &[u8],
+        salt: u32,
+    ) -> u32 {
+        let meta = FrameMeta {
+            seq,
+            lamport,
+            ts_us: 0,
+            prev_crc: 0,
+            durable_end: 0,
+            kind: Kind::Data,
+            continues: false,
+        };
+        frame::encode(out, &meta, payload, salt)
+    }
+
+    /// Decode and verify the frame at the start of `buf`: its seq and
+    /// payload, or `None` if the bytes are not a valid frame.
+    pub fn decode_frame(buf: &[u8], salt: u32, record_bytes_max: usize) -> Option<(u64, &[u8])> {
+        frame::decode(buf, salt, record_bytes_max)
+            .ok()
+            .map(|f| (f.meta.seq, f.payload))
+    }
+}
+
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
