@@ -163,3 +163,45 @@ fn quickstart_runs() {
     assert!(text.contains("recovery cut"), "{text}");
     assert!(text.contains("appends continue at seq 5201"), "{text}");
 }
+
+#[test]
+fn bench_prints_one_json_object_per_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lamplog(
+        &[
+            "bench",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--writers",
+            "4",
+            "--records",
+            "400",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    for field in [
+        "records_per_s",
+        "mb_per_s",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+        "fsyncs",
+        "records_per_fsync",
+        "baseline_records_per_s",
+    ] {
+        assert!(row[field].as_f64().is_some(), "{field} missing in {row}");
+    }
+    assert_eq!(row["records"], 400);
+    assert!(row["fsyncs"].as_u64().unwrap() >= 1);
+    assert!(row["p50_us"].as_f64().unwrap() <= row["p999_us"].as_f64().unwrap());
+    // The temporary store is gone afterwards.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
