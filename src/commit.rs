@@ -30,7 +30,7 @@ use crate::sync::{
     thread, Arc, AtomicBool, AtomicU64, Condvar, Event, JoinHandle, Mutex, MutexGuard, Ordering,
     Weak,
 };
-use crate::writer::{Appended, Encoder, Pos, SegmentIo};
+use crate::writer::{Appended, Encoder, Pos, SegmentIo, WriterLimits};
 
 /// The failure that poisoned a stream or store, if any.
 #[derive(Debug, Default)]
@@ -108,6 +108,7 @@ pub(crate) struct StreamLog {
     store_poison: Arc<Poison>,
     syncer: Arc<SyncerShared>,
     segment_bytes_max: u64,
+    batch_bytes_max: u64,
     /// Seq and Lamport of the last record written, for `Stream::last_seq`.
     last_seq: AtomicU64,
     last_lamport: AtomicU64,
@@ -118,7 +119,7 @@ impl StreamLog {
         encoder: Encoder,
         io: SegmentIo,
         syncer: &Syncer,
-        segment_bytes_max: u64,
+        limits: WriterLimits,
     ) -> Arc<StreamLog> {
         let written = io.written_pos();
         let tip = io.written();
@@ -137,7 +138,8 @@ impl StreamLog {
             poison: Poison::default(),
             store_poison: syncer.shared.poison.clone(),
             syncer: syncer.shared.clone(),
-            segment_bytes_max,
+            segment_bytes_max: limits.segment_bytes_max,
+            batch_bytes_max: limits.batch_bytes_max,
             last_seq: AtomicU64::new(tip.last_seq),
             last_lamport: AtomicU64::new(tip.last_lamport),
         });
@@ -172,6 +174,16 @@ impl StreamLog {
         sync: bool,
         encode: impl FnOnce(&mut Encoder) -> T,
     ) -> Result<(T, Pos)> {
+        // Backpressure: appenders wait for the flusher rather than let the
+        // queue (and memory) grow past batch_bytes_max.
+        let queued_to = self.encoder.lock().encoder.pos();
+        if queued_to > self.written.load(Ordering::Acquire) + self.batch_bytes_max {
+            self.wait(
+                queued_to - self.batch_bytes_max,
+                &self.written,
+                &self.written_changed,
+            )?;
+        }
         let (value, pos, lead) = {
             let mut state = self.encoder.lock();
             self.check()?;

@@ -55,6 +55,10 @@ pub struct Options {
     pub record_bytes_max: usize,
     /// Add a sparse index entry about every this many bytes of log.
     pub index_interval_bytes: u64,
+    /// Most bytes of records queued for a stream's next write; appenders
+    /// wait for the write in progress beyond it (one atomic batch may
+    /// exceed it).
+    pub batch_bytes_max: u64,
     /// Longest time a `Buffered` record may stay written but not synced:
     /// the syncer syncs every stream with such records at least this often.
     pub sync_interval_us: u64,
@@ -76,6 +80,7 @@ impl Default for Options {
             segment_bytes_max: 64 << 20,
             record_bytes_max: 16 << 20,
             index_interval_bytes: 4 << 10,
+            batch_bytes_max: 16 << 20,
             sync_interval_us: 100_000,
             io_backend: IoBackend::Pwrite,
             recovery: RecoveryMode::Strict,
@@ -114,6 +119,11 @@ impl Options {
                  (needs at least {largest_segment})",
                 self.segment_bytes_max, self.record_bytes_max
             )));
+        }
+        if self.batch_bytes_max == 0 {
+            return Err(Error::InvalidOptions(
+                "batch_bytes_max must be at least 1".into(),
+            ));
         }
         if self.sync_interval_us == 0 {
             return Err(Error::InvalidOptions(

@@ -87,6 +87,7 @@ impl Stream {
         let limits = WriterLimits {
             segment_bytes_max: opts.segment_bytes_max,
             index_interval_bytes: opts.index_interval_bytes,
+            batch_bytes_max: opts.batch_bytes_max,
         };
         let tail = recovered.segments.last().cloned();
         let segments = Arc::new(SegmentList::new(recovered.segments));
@@ -102,7 +103,7 @@ impl Stream {
                     }
                 };
                 let encoder = Encoder::new(limits, io.active());
-                let log = StreamLog::new(encoder, io, &syncer, opts.segment_bytes_max);
+                let log = StreamLog::new(encoder, io, &syncer, limits);
                 Some(Writer {
                     log,
                     _syncer: syncer,

@@ -31,6 +31,7 @@ const GROW_STEP_MAX: u64 = 8 << 20;
 pub(crate) struct WriterLimits {
     pub segment_bytes_max: u64,
     pub index_interval_bytes: u64,
+    pub batch_bytes_max: u64,
 }
 
 /// What an append was assigned.

@@ -183,3 +183,30 @@ fn an_iterator_yields_the_records_that_existed_when_it_was_created() {
     assert_eq!(iter.count(), 99, "appends after creation are not included");
     assert_eq!(stream.iter().count(), 400);
 }
+
+#[test]
+fn a_small_queue_bound_still_takes_every_append() {
+    // With a queue bound smaller than one record, every appender waits for
+    // the write before it: slower, never stuck, nothing lost.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        batch_bytes_max: 1,
+        ..small_opts()
+    };
+    let store = open(dir.path(), opts);
+    let stream = store.stream("s").unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let stream = stream.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    stream
+                        .append(format!(r#"{{"t":{t},"i":{i}}}"#), Durability::Buffered)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(read_all(&stream).len(), 800);
+}

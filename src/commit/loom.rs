@@ -141,7 +141,7 @@ fn stream() -> (std::sync::Arc<MemFile>, Arc<StreamLog>, Syncer) {
         .expect("in-memory create");
     let encoder = Encoder::new(limits(), io.active());
     let syncer = Syncer::start(Duration::from_millis(100), IoBackend::Pwrite);
-    let log = StreamLog::new(encoder, io, &syncer, 1 << 20);
+    let log = StreamLog::new(encoder, io, &syncer, limits());
     (disk.segment(), log, syncer)
 }
 
