@@ -129,6 +129,7 @@ fn limits() -> WriterLimits {
     WriterLimits {
         segment_bytes_max: 1 << 20,
         index_interval_bytes: 4096,
+        batch_bytes_max: 1 << 20,
     }
 }
 
