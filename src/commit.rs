@@ -92,7 +92,8 @@ struct EncoderState {
 pub(crate) struct StreamLog {
     encoder: Mutex<EncoderState>,
     io: Mutex<SegmentIo>,
-    /// How far the log is written and durable (positions only grow).
+    /// How far the log is encoded, written and durable (positions only grow).
+    encoded: AtomicU64,
     written: AtomicU64,
     durable: AtomicU64,
     /// Notified when `written` (or a poison) changes.
@@ -129,6 +130,7 @@ impl StreamLog {
                 flushing: false,
             }),
             io: Mutex::new(io),
+            encoded: AtomicU64::new(written),
             written: AtomicU64::new(written),
             durable: AtomicU64::new(written),
             written_changed: Event::new(),
@@ -176,7 +178,7 @@ impl StreamLog {
     ) -> Result<(T, Pos)> {
         // Backpressure: appenders wait for the flusher rather than let the
         // queue (and memory) grow past batch_bytes_max.
-        let queued_to = self.encoder.lock().encoder.pos();
+        let queued_to = self.encoded.load(Ordering::Acquire);
         if queued_to > self.written.load(Ordering::Acquire) + self.batch_bytes_max {
             self.wait(
                 queued_to - self.batch_bytes_max,
@@ -189,6 +191,7 @@ impl StreamLog {
             self.check()?;
             let value = encode(&mut state.encoder);
             let pos = state.encoder.pos();
+            self.encoded.store(pos, Ordering::Release);
             if sync {
                 self.sync_wanted.fetch_max(pos, Ordering::AcqRel);
                 self.syncer.waiting.fetch_add(1, Ordering::AcqRel);
