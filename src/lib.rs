@@ -40,10 +40,10 @@ mod segment;
 mod store;
 mod stream;
 mod sync;
+mod syncer;
 mod sys;
 mod writer;
 
-pub use commit::Stats;
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;
 pub use options::{Durability, IoBackend, Options, RecoveryMode};
@@ -51,6 +51,7 @@ pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
 pub use reader::{Iter, Record};
 pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};
 pub use stream::Stream;
+pub use syncer::Stats;
 pub use writer::Appended;
 
 /// Size limits and layout constants of the on-disk format.

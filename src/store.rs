@@ -18,13 +18,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, LockGuard, StdBackend};
-use crate::commit::{Stats, Syncer};
 use crate::error::{io_err, Error, Result};
 use crate::name;
 use crate::options::Options;
 use crate::quarantine::Cut;
 use crate::recovery::recover_stream;
 use crate::stream::Stream;
+use crate::syncer::{Stats, Syncer};
 
 /// Name of the writer lock file in a store directory.
 pub const LOCK_FILE: &str = "LOCK";

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::{Backend, LockGuard};
-use crate::commit::{StreamLog, Syncer};
+use crate::commit::StreamLog;
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::reader::{From, Iter, Record};
 use crate::recovery::Recovered;
 use crate::segment::SegmentList;
+use crate::syncer::Syncer;
 use crate::writer::{Appended, Encoder, SegmentIo, WriterLimits};
 
 /// A handle to one stream of a [`Store`](crate::Store).

@@ -1,0 +1,257 @@
+//! The syncer: one thread per store that turns sync requests from many
+//! streams into as few `fdatasync`s (or one `syncfs`) as possible, and
+//! counts what it did.
+
+use std::time::Duration;
+
+use crate::backend::BackendFile;
+use crate::commit::{Poison, StreamLog};
+use crate::engine::SyncEngine;
+use crate::options::IoBackend;
+use crate::sync::{
+    thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, MutexGuard, Ordering, Weak,
+};
+use crate::writer::Pos;
+
+/// Counters of the I/O the commit protocol issued, for [`Store::stats`](crate::Store::stats).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// How the syncer issues fdatasyncs.
+    pub io_backend: IoBackend,
+    /// Why `io_backend` is not the one [`Options::io_backend`](crate::Options::io_backend) asked for, if it is not.
+    pub io_fallback: Option<String>,
+    /// `pwrite` calls that wrote frames.
+    pub writes: u64,
+    /// Frame bytes written.
+    pub bytes_written: u64,
+    /// `fdatasync` calls on segment files (segment creation excluded).
+    pub fsyncs: u64,
+    /// Time spent in `fdatasync` (or `syncfs`), in microseconds.
+    pub fsync_us: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) writes: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) fsync_us: AtomicU64,
+}
+
+/// One stream's part of a sync batch.
+pub(crate) struct SyncTarget {
+    pub file: Arc<dyn BackendFile>,
+    pub path: std::path::PathBuf,
+    pub pos: Pos,
+}
+
+pub(crate) struct SyncQueue {
+    pub(crate) requests: Vec<Arc<StreamLog>>,
+    pub(crate) registry: Vec<Weak<StreamLog>>,
+    pub(crate) shutdown: bool,
+}
+
+/// What the syncer thread and the streams share.
+pub(crate) struct SyncerShared {
+    pub(crate) queue: Mutex<SyncQueue>,
+    pub(crate) wake: Condvar,
+    pub(crate) poison: Arc<Poison>,
+    pub(crate) interval: Duration,
+    pub(crate) counters: Counters,
+    /// Appends waiting for a sync that has not begun yet.
+    pub(crate) waiting: AtomicU64,
+    /// Whether the syncer is gathering a batch (requests should wake it).
+    pub(crate) gathering: AtomicBool,
+    /// Whether the syncer is gathering or syncing a batch.
+    pub(crate) busy: AtomicBool,
+    pub(crate) io_backend: IoBackend,
+    pub(crate) io_fallback: Option<String>,
+}
+
+impl SyncerShared {
+    /// Whether the one append waiting for a sync is the caller's and the
+    /// syncer is not at work.
+    pub(crate) fn idle_but_for_one(&self) -> bool {
+        !self.busy.load(Ordering::Acquire) && self.waiting.load(Ordering::Acquire) <= 1
+    }
+
+    pub(crate) fn request(&self, log: Arc<StreamLog>) {
+        self.queue.lock().requests.push(log);
+        self.wake.notify_one();
+    }
+
+    fn run(&self, mut engine: SyncEngine) {
+        let mut gather = Gather::default();
+        loop {
+            let batch = {
+                let mut queue = self.queue.lock();
+                let mut timed_out = false;
+                while queue.requests.is_empty() && !queue.shutdown && !timed_out {
+                    (queue, timed_out) = self.wake.wait_timeout(queue, self.interval);
+                }
+                self.busy.store(true, Ordering::Release);
+                queue = gather.wait(self, queue);
+                queue.registry.retain(|w| w.strong_count() > 0);
+                if queue.requests.is_empty() {
+                    // The interval bound: buffered records wait at most this long.
+                    let due: Vec<_> = queue
+                        .registry
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .filter(|l| l.needs_sync())
+                        .collect();
+                    if due.is_empty() && queue.shutdown {
+                        return;
+                    }
+                    due
+                } else {
+                    std::mem::take(&mut queue.requests)
+                }
+            };
+            let requests = self.waiting.swap(0, Ordering::AcqRel);
+            let started = gather.clock();
+            let mut logs: Vec<Arc<StreamLog>> = Vec::with_capacity(batch.len());
+            for log in batch {
+                if !logs.iter().any(|l| Arc::ptr_eq(l, &log)) {
+                    logs.push(log);
+                }
+            }
+            let targets: Vec<SyncTarget> = logs.iter().map(|l| l.begin_sync()).collect();
+            let files: Vec<Arc<dyn BackendFile>> = targets.iter().map(|t| t.file.clone()).collect();
+            self.counters
+                .fsyncs
+                .fetch_add(files.len() as u64, Ordering::Relaxed);
+            let results = engine.sync_all(&files);
+            for ((log, target), result) in logs.iter().zip(&targets).zip(results) {
+                log.end_sync(target, result);
+            }
+            if let Some(started) = started {
+                self.counters
+                    .fsync_us
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            gather.learn(requests, started);
+            self.busy.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Adaptive batching. Right after a sync wakes its waiters, the first of
+/// them to append again would otherwise trigger the next sync alone while
+/// the others are still waking up. So when the last sync covered more
+/// requests than are waiting now, the syncer waits for them to arrive,
+/// for at most half of a recent sync's duration. A lone writer (last batch
+/// of one) never waits.
+#[derive(Debug, Default)]
+struct Gather {
+    /// Requests the last sync covered.
+    expected: u64,
+    /// How long a recent sync took.
+    sync_time: Duration,
+}
+
+impl Gather {
+    #[cfg(not(loom))]
+    fn clock(&self) -> Option<std::time::Instant> {
+        Some(std::time::Instant::now())
+    }
+
+    /// loom has no clock: the model checks the protocol without gathering.
+    #[cfg(loom)]
+    fn clock(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn wait<'a>(
+        &self,
+        shared: &SyncerShared,
+        mut queue: MutexGuard<'a, SyncQueue>,
+    ) -> MutexGuard<'a, SyncQueue> {
+        let Some(start) = self.clock() else {
+            return queue;
+        };
+        if queue.requests.is_empty() || queue.shutdown {
+            return queue;
+        }
+        let deadline = start + self.sync_time / 2;
+        shared.gathering.store(true, Ordering::Release);
+        while shared.waiting.load(Ordering::Acquire) < self.expected && !queue.shutdown {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            (queue, _) = shared.wake.wait_timeout(queue, deadline - now);
+        }
+        shared.gathering.store(false, Ordering::Release);
+        queue
+    }
+
+    fn learn(&mut self, requests: u64, started: Option<std::time::Instant>) {
+        self.expected = requests;
+        if let Some(started) = started {
+            let took = started.elapsed();
+            // A moving estimate: one slow sync should not stretch every wait.
+            self.sync_time = (self.sync_time * 3 + took) / 4;
+        }
+    }
+}
+
+/// The store's syncer thread; dropping the last handle stops and joins it
+/// after it has answered every request.
+pub(crate) struct Syncer {
+    pub(crate) shared: Arc<SyncerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub fn start(interval: Duration, backend: IoBackend) -> Syncer {
+        let (engine, io_fallback) = SyncEngine::new(backend);
+        let shared = Arc::new(SyncerShared {
+            queue: Mutex::new(SyncQueue {
+                requests: Vec::new(),
+                registry: Vec::new(),
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            poison: Arc::new(Poison::default()),
+            interval,
+            counters: Counters::default(),
+            waiting: AtomicU64::new(0),
+            gathering: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            io_backend: engine.backend(),
+            io_fallback,
+        });
+        let runner = shared.clone();
+        let thread = thread::spawn(move || runner.run(engine));
+        Syncer {
+            shared,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Syncer {
+    /// What the store's writers and syncer have done so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            io_backend: self.shared.io_backend,
+            io_fallback: self.shared.io_fallback.clone(),
+            writes: c.writes.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_us: c.fsync_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.queue.lock().shutdown = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
