@@ -188,13 +188,13 @@ impl StreamLog {
     }
 
     /// Append one validated payload.
-    pub fn append(self: &Arc<Self>, payload: &[u8], sync: bool) -> Result<Appended> {
-        Ok(self.submit(sync, |e| e.encode(payload))?.0)
+    pub fn append(self: &Arc<Self>, payload: &[u8], observed: u64, sync: bool) -> Result<Appended> {
+        Ok(self.submit(sync, |e| e.encode(payload, observed))?.0)
     }
 
     /// Append validated payloads as one atomic batch.
     pub fn append_batch(self: &Arc<Self>, payloads: &[&[u8]], sync: bool) -> Result<Vec<Appended>> {
-        let (appended, _) = self.submit(sync, |e| e.encode_batch(payloads))?;
+        let (appended, _) = self.submit(sync, |e| e.encode_batch(payloads, 0))?;
         appended.ok_or_else(|| Error::BatchTooLarge {
             len: payloads
                 .iter()

@@ -74,6 +74,15 @@ pub enum Error {
         max: u64,
     },
 
+    /// An observed Lamport timestamp too large to continue from.
+    #[error("observed Lamport timestamp {observed} is out of range (at most {max})")]
+    LamportOutOfRange {
+        /// The timestamp passed in.
+        observed: u64,
+        /// The largest accepted.
+        max: u64,
+    },
+
     /// A payload larger than `record_bytes_max`.
     #[error("record of {len} bytes exceeds record_bytes_max ({max} bytes)")]
     RecordTooLarge {

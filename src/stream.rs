@@ -58,6 +58,10 @@ impl fmt::Debug for Stream {
     }
 }
 
+/// The largest observed Lamport accepted: far below the format's 2^63
+/// bound, so that no stream can be pushed to its end.
+const OBSERVED_LAMPORT_MAX: u64 = 1 << 62;
+
 /// Check that `payload` is one JSON value and within the size limit.
 fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
     if payload.len() > record_bytes_max {
@@ -158,10 +162,39 @@ impl Stream {
     /// # Ok::<(), lamplog::Error>(())
     /// ```
     pub fn append(&self, payload: impl AsRef<[u8]>, durability: Durability) -> Result<Appended> {
+        self.append_observed(payload, 0, durability)
+    }
+
+    /// Append one JSON value that took in another actor's op stamped
+    /// `observed`: it is stamped `max(clock, observed) + 1`, so this stream
+    /// continues after both (the Lamport merge rule). Otherwise like
+    /// [`append`](Stream::append).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
+    /// let stream = store.stream("agent-b")?;
+    /// stream.append(b"{}", lamplog::Durability::Buffered)?;
+    /// let a = stream.append_observed(br#"{"saw":"agent-a@41"}"#, 41, lamplog::Durability::Sync)?;
+    /// assert_eq!((a.seq, a.lamport), (2, 42));
+    /// # Ok::<(), lamplog::Error>(())
+    /// ```
+    pub fn append_observed(
+        &self,
+        payload: impl AsRef<[u8]>,
+        observed_lamport: u64,
+        durability: Durability,
+    ) -> Result<Appended> {
         let payload = payload.as_ref();
         let log = self.log()?;
+        if observed_lamport > OBSERVED_LAMPORT_MAX {
+            return Err(Error::LamportOutOfRange {
+                observed: observed_lamport,
+                max: OBSERVED_LAMPORT_MAX,
+            });
+        }
         validate_payload(payload, self.inner.record_bytes_max)?;
-        log.append(payload, durability == Durability::Sync)
+        log.append(payload, observed_lamport, durability == Durability::Sync)
     }
 
     /// Append several JSON values as one atomic batch: they get contiguous

@@ -150,8 +150,10 @@ impl Encoder {
     }
 
     /// Frame a data record.
-    pub fn encode(&mut self, payload: &[u8]) -> Appended {
-        self.encode_batch(&[payload])
+    /// Frame a data record with a Lamport after both this stream's clock
+    /// and `observed` (0 when the record observed nothing).
+    pub fn encode(&mut self, payload: &[u8], observed: u64) -> Appended {
+        self.encode_batch(&[payload], observed)
             .expect("a record fits in a fresh segment (checked by Options::validate)")[0]
     }
 
@@ -159,7 +161,7 @@ impl Encoder {
     /// every frame but the last flagged as continued (docs/FORMAT.md), so
     /// that recovery keeps all of them or none. `None` if the batch cannot
     /// fit in one segment.
-    pub fn encode_batch(&mut self, payloads: &[&[u8]]) -> Option<Vec<Appended>> {
+    pub fn encode_batch(&mut self, payloads: &[&[u8]], observed: u64) -> Option<Vec<Appended>> {
         let bytes: u64 = payloads
             .iter()
             .map(|p| frame::frame_len(p.len()) as u64)
@@ -174,7 +176,14 @@ impl Encoder {
         // One clock reading per batch: its records are appended together.
         let ts_us = now_us();
         for (i, payload) in payloads.iter().enumerate() {
-            let (seq, lamport) = (self.tip.last_seq + 1, self.tip.last_lamport + 1);
+            // The Lamport merge rule: after everything this stream and the
+            // observed op have seen.
+            let clock = if i == 0 {
+                self.tip.last_lamport.max(observed)
+            } else {
+                self.tip.last_lamport
+            };
+            let (seq, lamport) = (self.tip.last_seq + 1, clock + 1);
             let continues = i + 1 < payloads.len();
             let new = NewFrame {
                 kind: Kind::Data,

@@ -164,7 +164,7 @@ fn no_acknowledgement_before_its_sync() {
             .map(|_| {
                 let (log, file) = (log.clone(), file.clone());
                 loom::thread::spawn(move || {
-                    let appended = log.append(PAYLOAD, true).expect("no fault injected");
+                    let appended = log.append(PAYLOAD, 0, true).expect("no fault injected");
                     let durable = *file.durable.lock().unwrap();
                     assert!(
                         durable >= record_end(appended.seq),
@@ -189,9 +189,9 @@ fn buffered_and_sync_appenders_are_all_answered() {
         let (file, log, syncer) = stream();
         let buffered = {
             let log = log.clone();
-            loom::thread::spawn(move || log.append(PAYLOAD, false).expect("no fault").seq)
+            loom::thread::spawn(move || log.append(PAYLOAD, 0, false).expect("no fault").seq)
         };
-        let synced = log.append(PAYLOAD, true).expect("no fault");
+        let synced = log.append(PAYLOAD, 0, true).expect("no fault");
         assert!(*file.durable.lock().unwrap() >= record_end(synced.seq));
         let other = buffered.join().unwrap();
         assert_ne!(other, synced.seq);
@@ -209,9 +209,9 @@ fn a_failed_sync_answers_every_waiter_with_an_error() {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let waiter = {
             let log = log.clone();
-            loom::thread::spawn(move || log.append(PAYLOAD, true).is_err())
+            loom::thread::spawn(move || log.append(PAYLOAD, 0, true).is_err())
         };
-        assert!(log.append(PAYLOAD, true).is_err());
+        assert!(log.append(PAYLOAD, 0, true).is_err());
         assert!(waiter.join().unwrap(), "the other waiter got an error too");
         drop(log);
         drop(syncer);
