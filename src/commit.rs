@@ -68,6 +68,8 @@ pub(crate) struct StreamLog {
     encoded: AtomicU64,
     written: AtomicU64,
     durable: AtomicU64,
+    /// Seq of the last record on disk (for subscribers).
+    durable_seq: AtomicU64,
     /// Notified when `written` (or a poison) changes.
     written_changed: Event,
     /// Notified when `durable` (or a poison) changes. Apart from
@@ -105,6 +107,7 @@ impl StreamLog {
             encoded: AtomicU64::new(written),
             written: AtomicU64::new(written),
             durable: AtomicU64::new(written),
+            durable_seq: AtomicU64::new(tip.last_seq),
             written_changed: Event::new(),
             durable_changed: Event::new(),
             sync_requested: AtomicBool::new(false),
@@ -287,20 +290,47 @@ impl StreamLog {
         }
     }
 
-    fn advance(&self, tip: Published, written: Pos, durable: Option<Pos>) {
+    fn advance(&self, tip: Published, written: Pos, durable: Option<(Pos, u64)>) {
         self.last_lamport.store(tip.last_lamport, Ordering::Release);
         self.last_seq.store(tip.last_seq, Ordering::Release);
         self.written.store(written, Ordering::Release);
         self.written_changed.notify_all();
-        if let Some(durable) = durable {
-            self.durable.fetch_max(durable, Ordering::AcqRel);
+        if let Some((pos, seq)) = durable {
+            self.durable.fetch_max(pos, Ordering::AcqRel);
+            self.durable_seq.fetch_max(seq, Ordering::AcqRel);
             self.durable_changed.notify_all();
         }
     }
 
-    fn set_durable(&self, pos: Pos) {
+    /// Seq of the last record known to be on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Wait until record `seq` is on disk, or `deadline` passes (`false`),
+    /// or the store fails.
+    pub fn wait_durable_seq(&self, seq: u64, deadline: Option<std::time::Instant>) -> Result<bool> {
+        let reached = || self.durable_seq.load(Ordering::Acquire) >= seq;
+        let done = || reached() || self.check().is_err();
+        match deadline {
+            None => self.durable_changed.wait_until(done),
+            Some(deadline) => {
+                if !self.durable_changed.wait_until_deadline(done, deadline) {
+                    return Ok(false);
+                }
+            }
+        }
+        if reached() {
+            Ok(true)
+        } else {
+            self.check().map(|()| false)
+        }
+    }
+
+    fn set_durable(&self, pos: Pos, seq: u64) {
         self.encoder.lock().encoder.note_durable(pos);
         self.durable.fetch_max(pos, Ordering::AcqRel);
+        self.durable_seq.fetch_max(seq, Ordering::AcqRel);
         self.durable_changed.notify_all();
     }
 
@@ -311,17 +341,22 @@ impl StreamLog {
         self.durable_changed.notify_all();
     }
 
-    /// Sync this stream's active file now (the syncer calls this).
     /// Start a sync (the syncer calls this): the file to fdatasync and the
     /// position that makes durable. The io lock is not held during the sync,
     /// so the flusher keeps writing the next batch meanwhile.
     pub(crate) fn begin_sync(&self) -> SyncTarget {
         self.sync_requested.store(false, Ordering::Release);
+        self.sync_target()
+    }
+
+    /// What a sync begun now covers: the active file, up to what is written.
+    fn sync_target(&self) -> SyncTarget {
         let io = self.io.lock();
         SyncTarget {
             file: io.file().clone(),
             path: io.active().path.clone(),
             pos: io.written_pos(),
+            seq: io.written().last_seq,
         }
     }
 
@@ -329,14 +364,7 @@ impl StreamLog {
     /// the syncer and back. Only when the syncer has nothing else to do:
     /// under load, the syncer's batches are cheaper.
     fn sync_inline(&self) {
-        let target = {
-            let io = self.io.lock();
-            SyncTarget {
-                file: io.file().clone(),
-                path: io.active().path.clone(),
-                pos: io.written_pos(),
-            }
-        };
+        let target = self.sync_target();
         let started = std::time::Instant::now();
         let result = target.file.sync_data();
         let counters = &self.syncer.counters;
@@ -354,7 +382,7 @@ impl StreamLog {
 
     pub(crate) fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>) {
         match result {
-            Ok(()) => self.set_durable(target.pos),
+            Ok(()) => self.set_durable(target.pos, target.seq),
             // After a failed fsync the kernel may have dropped the dirty
             // pages, so a retry could falsely succeed: nothing more is
             // acknowledged by this store.

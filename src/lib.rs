@@ -39,6 +39,7 @@ mod scan;
 mod segment;
 mod store;
 mod stream;
+mod subscribe;
 mod sync;
 mod syncer;
 mod sys;
@@ -51,6 +52,7 @@ pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
 pub use reader::{Iter, Record};
 pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};
 pub use stream::Stream;
+pub use subscribe::Subscription;
 pub use syncer::Stats;
 pub use writer::Appended;
 

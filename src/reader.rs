@@ -150,6 +150,22 @@ impl Iter {
         self.segment = Some(segment);
     }
 
+    /// Let the iterator go on to records up to `last_seq` (a subscription
+    /// extends it as records become durable).
+    pub(crate) fn extend_to(&mut self, last_seq: u64) {
+        self.last_seq = self.last_seq.max(last_seq);
+    }
+
+    /// The seq the iterator yields next.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether every record up to the limit has been yielded.
+    pub(crate) fn at_limit(&self) -> bool {
+        self.next_seq > self.last_seq
+    }
+
     fn wanted(&self, record: &Record) -> bool {
         match self.from {
             From::Start => true,

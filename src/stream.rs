@@ -11,6 +11,7 @@ use crate::options::{Durability, Options};
 use crate::reader::{From, Iter, Record};
 use crate::recovery::Recovered;
 use crate::segment::SegmentList;
+use crate::subscribe::Subscription;
 use crate::syncer::Syncer;
 use crate::writer::{Appended, Encoder, SegmentIo, WriterLimits};
 
@@ -309,6 +310,33 @@ impl Stream {
     /// Records from the first one whose Lamport timestamp is at least `lamport`.
     pub fn iter_from_lamport(&self, lamport: u64) -> Iter {
         self.iter_with(From::Lamport(lamport))
+    }
+
+    /// Records from `seq` on, each yielded once it is durable, waiting for
+    /// new ones (woken by the writer) when there are none. A read-only store
+    /// has no writer to wait for: [`Error::ReadOnly`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
+    /// let stream = store.stream("s")?;
+    /// let mut tail = stream.subscribe_from(1)?;
+    /// let writer = stream.clone();
+    /// std::thread::spawn(move || writer.append(b"{}", lamplog::Durability::Sync));
+    /// assert_eq!(tail.next().unwrap()?.seq(), 1);
+    /// assert!(tail.next_timeout(std::time::Duration::from_millis(10)).is_none());
+    /// # Ok::<(), lamplog::Error>(())
+    /// ```
+    pub fn subscribe_from(&self, seq: u64) -> Result<Subscription> {
+        let log = self.log()?.clone();
+        let durable = log.durable_seq();
+        let iter = Iter::new(
+            self.inner.segments.clone(),
+            self.inner.record_bytes_max,
+            durable,
+            From::Seq(seq.max(1)),
+        );
+        Ok(Subscription::new(log, iter))
     }
 
     /// The record with sequence number `seq`, if the stream has it.

@@ -76,6 +76,31 @@ mod imp {
             }
         }
 
+        /// Like `wait_until`, giving up at `deadline`; returns whether `done`.
+        pub fn wait_until_deadline(
+            &self,
+            mut done: impl FnMut() -> bool,
+            deadline: std::time::Instant,
+        ) -> bool {
+            use rustix::thread::futex;
+            while !done() {
+                let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                    return false;
+                };
+                self.waiters.fetch_add(1, Ordering::SeqCst);
+                let epoch = self.epoch.load(Ordering::SeqCst);
+                if !done() {
+                    let timeout = futex::Timespec {
+                        tv_sec: left.as_secs() as i64,
+                        tv_nsec: i64::from(left.subsec_nanos()),
+                    };
+                    let _ = futex::wait(&self.epoch, futex::Flags::PRIVATE, epoch, Some(&timeout));
+                }
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+            }
+            true
+        }
+
         pub fn notify_all(&self) {
             use rustix::thread::futex;
             self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -162,6 +187,16 @@ mod imp {
             while !done() {
                 guard = self.changed.wait(guard);
             }
+        }
+
+        /// loom has no clock: the deadline is ignored.
+        pub fn wait_until_deadline(
+            &self,
+            done: impl FnMut() -> bool,
+            _deadline: std::time::Instant,
+        ) -> bool {
+            self.wait_until(done);
+            true
         }
 
         pub fn notify_all(&self) {

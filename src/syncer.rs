@@ -43,6 +43,8 @@ pub(crate) struct SyncTarget {
     pub file: Arc<dyn BackendFile>,
     pub path: std::path::PathBuf,
     pub pos: Pos,
+    /// Seq of the last record written when the sync began.
+    pub seq: u64,
 }
 
 pub(crate) struct SyncQueue {

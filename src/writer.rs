@@ -399,9 +399,9 @@ impl SegmentIo {
     }
 
     /// Write a chunk (creating its segment first if it rolls), then publish
-    /// it to readers. Returns, for a roll, the position that the roll made
-    /// durable (everything before the new segment).
-    pub fn write(&mut self, chunk: Chunk) -> Result<Option<Pos>> {
+    /// it to readers. Returns, for a roll, the position and seq that the
+    /// roll made durable (everything before the new segment).
+    pub fn write(&mut self, chunk: Chunk) -> Result<Option<(Pos, u64)>> {
         let rolled = match chunk.roll {
             Some(header) => Some(self.roll(header)?),
             None => None,
@@ -465,11 +465,11 @@ impl SegmentIo {
     }
 
     /// Seal the active segment and create the next one.
-    fn roll(&mut self, header: SegmentHeader) -> Result<Pos> {
+    fn roll(&mut self, header: SegmentHeader) -> Result<(Pos, u64)> {
         // The new segment's existence must imply that this one is complete
         // on disk: recovery treats any damage in a sealed segment as corruption.
         self.sync()?;
-        let durable = self.written_pos();
+        let durable = (self.written_pos(), self.written.last_seq);
         let (next, file, allocated) =
             create_segment(&*self.backend, &self.dir, header, self.limits)?;
         let seal = Seal {

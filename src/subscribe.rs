@@ -1,0 +1,82 @@
+//! Tailing a stream: a blocking iterator over records as they become
+//! durable, woken by the writer (no sleep-polling).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::commit::StreamLog;
+use crate::error::Result;
+use crate::reader::{Iter, Record};
+
+/// Records of a stream from a given seq on, each yielded once it is on
+/// disk, in order, waiting for the next when there is none yet.
+///
+/// `next()` blocks; [`next_timeout`](Subscription::next_timeout) gives up
+/// after a while. A failure of the store ends the subscription with its
+/// error.
+#[derive(Debug)]
+pub struct Subscription {
+    log: Arc<StreamLog>,
+    iter: Iter,
+    failed: bool,
+}
+
+impl Subscription {
+    pub(crate) fn new(log: Arc<StreamLog>, iter: Iter) -> Subscription {
+        Subscription {
+            log,
+            iter,
+            failed: false,
+        }
+    }
+
+    /// The next durable record, waiting at most `timeout` for one;
+    /// `None` if none came in time.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Record>> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<Record>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if !self.iter.at_limit() {
+                if let Some(record) = self.iter.next() {
+                    self.failed = record.is_err();
+                    return Some(record);
+                }
+            }
+            let want = self.log.durable_seq().max(self.iter_next_seq());
+            match self.log.wait_durable_seq(want, deadline) {
+                Ok(true) => self.iter.extend_to(self.log.durable_seq()),
+                Ok(false) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    fn iter_next_seq(&self) -> u64 {
+        self.iter.next_seq()
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Record>;
+
+    /// The next durable record, waiting as long as it takes.
+    fn next(&mut self) -> Option<Result<Record>> {
+        self.next_until(None)
+    }
+}
+
+impl std::fmt::Debug for StreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLog")
+            .field("durable_seq", &self.durable_seq())
+            .finish()
+    }
+}
