@@ -30,6 +30,7 @@ mod engine;
 mod error;
 mod frame;
 mod index;
+mod merge;
 mod name;
 mod options;
 mod quarantine;
@@ -47,6 +48,7 @@ mod writer;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;
+pub use merge::{Merge, MergedRecord};
 pub use options::{Durability, IoBackend, Options, RecoveryMode};
 pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
 pub use reader::{Iter, Record};
