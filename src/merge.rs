@@ -17,13 +17,16 @@ pub struct MergedRecord {
     pub record: Record,
 }
 
+/// A source's next record in merge order: (Lamport, stream, seq, source).
+type Head = (u64, Arc<str>, u64, usize);
+
 /// Records of several streams in one total order: Lamport timestamp, then
 /// stream name, then seq. Two runs over the same logs give the same order.
 #[derive(Debug)]
 pub struct Merge {
     sources: Vec<(Arc<str>, Iter)>,
     /// The next record of each source, keyed by its place in the order.
-    heads: BinaryHeap<Reverse<(u64, Arc<str>, u64, usize)>>,
+    heads: BinaryHeap<Reverse<Head>>,
     pending: Vec<Option<Record>>,
     started: bool,
 }
