@@ -207,6 +207,14 @@ impl StreamLog {
         })
     }
 
+    /// Append a checkpoint record covering everything before it, durably.
+    pub fn checkpoint(
+        self: &Arc<Self>,
+        snapshot_id: &str,
+    ) -> Result<crate::checkpoint::Checkpoint> {
+        Ok(self.submit(true, |e| e.encode_checkpoint(snapshot_id))?.0)
+    }
+
     /// Make everything appended so far durable.
     pub fn sync(self: &Arc<Self>) -> Result<()> {
         self.submit(true, |_| ()).map(drop)

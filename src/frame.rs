@@ -12,7 +12,7 @@
 //!                          `prev_crc` for a segment's first frame)
 //! 36      4   durable_end  segment offset up to which the segment was fdatasynced
 //!                          when this frame was written
-//! 40      1   kind         1 = data, 2 = commit marker (no payload)
+//! 40      1   kind         1 = data, 2 = commit marker (no payload), 3 = checkpoint
 //! 41      1   flags        bit 0: the next frame belongs to the same atomic batch
 //! 42      2   reserved     0
 //! 44    len   payload      the JSON bytes, unchanged
@@ -56,6 +56,9 @@ pub enum Kind {
     /// takes no seq, and is never returned by readers. Its `durable_end`
     /// proves the records before it were on disk (see docs/FORMAT.md).
     Commit = 2,
+    /// A checkpoint: a record (it takes a seq) whose JSON payload names a
+    /// snapshot and the seq and Lamport it covers.
+    Checkpoint = 3,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
         match b {
             1 => Some(Kind::Data),
             2 => Some(Kind::Commit),
+            3 => Some(Kind::Checkpoint),
             _ => None,
         }
     }
@@ -70,9 +74,15 @@ impl Kind {
     /// Whether a payload of `len` bytes is allowed for this kind.
     fn allows_len(self, len: usize) -> bool {
         match self {
-            Kind::Data => len > 0,
+            Kind::Data | Kind::Checkpoint => len > 0,
             Kind::Commit => len == 0,
         }
+    }
+
+    /// Whether frames of this kind are records: they take a seq and a
+    /// Lamport timestamp and readers return them.
+    pub fn is_record(self) -> bool {
+        self != Kind::Commit
     }
 }
 

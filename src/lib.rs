@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod checkpoint;
 mod clock;
 mod commit;
 mod engine;
@@ -46,6 +47,7 @@ mod syncer;
 mod sys;
 mod writer;
 
+pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;
 pub use merge::{Merge, MergedRecord};

@@ -201,7 +201,7 @@ impl Iter {
             let frame = segment
                 .decode_at(&self.bytes, self.offset, self.end, self.record_bytes_max)
                 .map_err(|e| segment.corruption(self.offset, corruption_kind(e)))?;
-            if frame.meta.kind == Kind::Commit {
+            if !frame.meta.kind.is_record() {
                 self.offset += frame.len_on_disk() as u64;
                 continue;
             }

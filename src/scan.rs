@@ -46,7 +46,7 @@ impl Cursor {
         // A data record takes the next seq and a higher Lamport; a commit
         // marker repeats the last record's.
         let (seq, lamport_ok) = match m.kind {
-            Kind::Data => (self.next_seq, m.lamport > self.last_lamport),
+            Kind::Data | Kind::Checkpoint => (self.next_seq, m.lamport > self.last_lamport),
             Kind::Commit => (self.next_seq - 1, m.lamport == self.last_lamport),
         };
         if m.seq != seq {
@@ -113,7 +113,7 @@ pub(crate) fn scan(
         if m.continues && batch.is_none() {
             batch = Some((c, index.mark()));
         }
-        if m.kind == Kind::Data {
+        if m.kind.is_record() {
             index.observe(m.seq, m.lamport, m.ts_us, c.offset, !c.in_batch);
             c.next_seq = m.seq + 1;
             c.last_lamport = m.lamport;

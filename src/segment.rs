@@ -389,6 +389,15 @@ impl SegmentList {
         list.get(n.saturating_sub(1)).cloned()
     }
 
+    /// Every segment's first seq, oldest first.
+    pub fn first_seqs(&self) -> Vec<u64> {
+        self.list
+            .read()
+            .iter()
+            .map(|s| s.header.first_seq)
+            .collect()
+    }
+
     /// The segment after `segment`.
     pub fn next(&self, segment: &Segment) -> Option<Arc<Segment>> {
         let list = self.list.read();

@@ -31,6 +31,9 @@ struct StreamInner {
     /// The write side; `None` for a read-only store.
     writer: Option<Writer>,
     record_bytes_max: usize,
+    backend: Arc<dyn Backend>,
+    /// The latest checkpoint, once known (checkpoint.rs keeps it).
+    latest_checkpoint: parking_lot::Mutex<Option<crate::checkpoint::Checkpoint>>,
 }
 
 struct Writer {
@@ -101,12 +104,20 @@ impl Stream {
             None => None,
             Some((syncer, lock)) => {
                 let io = match tail {
-                    Some(tail) => {
-                        SegmentIo::resume(backend, dir.clone(), limits, segments.clone(), tail)?
-                    }
-                    None => {
-                        SegmentIo::create(backend, dir.clone(), name, limits, segments.clone())?
-                    }
+                    Some(tail) => SegmentIo::resume(
+                        backend.clone(),
+                        dir.clone(),
+                        limits,
+                        segments.clone(),
+                        tail,
+                    )?,
+                    None => SegmentIo::create(
+                        backend.clone(),
+                        dir.clone(),
+                        name,
+                        limits,
+                        segments.clone(),
+                    )?,
                 };
                 let encoder = Encoder::new(limits, io.active());
                 let log = StreamLog::new(encoder, io, &syncer, limits);
@@ -124,6 +135,8 @@ impl Stream {
                 segments,
                 writer,
                 record_bytes_max: opts.record_bytes_max,
+                backend,
+                latest_checkpoint: parking_lot::Mutex::new(None),
             }),
         })
     }
@@ -138,7 +151,21 @@ impl Stream {
         &self.inner.dir
     }
 
-    fn log(&self) -> Result<&Arc<StreamLog>> {
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    pub(crate) fn segments(&self) -> &Arc<SegmentList> {
+        &self.inner.segments
+    }
+
+    pub(crate) fn latest_checkpoint_cache(
+        &self,
+    ) -> &parking_lot::Mutex<Option<crate::checkpoint::Checkpoint>> {
+        &self.inner.latest_checkpoint
+    }
+
+    pub(crate) fn log(&self) -> Result<&Arc<StreamLog>> {
         self.inner
             .writer
             .as_ref()

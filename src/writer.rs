@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::{Backend, BackendFile, OpenMode};
+use crate::checkpoint::Checkpoint;
 use crate::clock::now_us;
 use crate::error::{io_err, Result};
 use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
@@ -149,7 +150,6 @@ impl Encoder {
         self.durable = self.durable.max(pos);
     }
 
-    /// Frame a data record.
     /// Frame a data record with a Lamport after both this stream's clock
     /// and `observed` (0 when the record observed nothing).
     pub fn encode(&mut self, payload: &[u8], observed: u64) -> Appended {
@@ -162,6 +162,31 @@ impl Encoder {
     /// that recovery keeps all of them or none. `None` if the batch cannot
     /// fit in one segment.
     pub fn encode_batch(&mut self, payloads: &[&[u8]], observed: u64) -> Option<Vec<Appended>> {
+        self.encode_records(Kind::Data, payloads, observed)
+    }
+
+    /// Frame a checkpoint record covering every record before it. The
+    /// payload is built here, under the stream's lock, so that "everything
+    /// up to now" is exact.
+    pub fn encode_checkpoint(&mut self, snapshot_id: &str) -> Checkpoint {
+        let covered = Checkpoint {
+            snapshot_id: snapshot_id.to_string(),
+            seq: self.tip.last_seq,
+            lamport: self.tip.last_lamport,
+            record_seq: self.tip.last_seq + 1,
+        };
+        let payload = covered.payload();
+        self.encode_records(Kind::Checkpoint, &[&payload], 0)
+            .expect("a checkpoint record is small enough for any segment");
+        covered
+    }
+
+    fn encode_records(
+        &mut self,
+        kind: Kind,
+        payloads: &[&[u8]],
+        observed: u64,
+    ) -> Option<Vec<Appended>> {
         let bytes: u64 = payloads
             .iter()
             .map(|p| frame::frame_len(p.len()) as u64)
@@ -186,7 +211,7 @@ impl Encoder {
             let (seq, lamport) = (self.tip.last_seq + 1, clock + 1);
             let continues = i + 1 < payloads.len();
             let new = NewFrame {
-                kind: Kind::Data,
+                kind,
                 seq,
                 lamport,
                 ts_us,
@@ -286,7 +311,7 @@ impl Encoder {
         }
         let chunk = self.pending.last_mut().expect("a chunk was just ensured");
         let crc = frame::encode(&mut chunk.bytes, &meta, payload, self.salt);
-        if kind == Kind::Data {
+        if kind.is_record() {
             chunk.frames.push(FrameInfo {
                 seq,
                 lamport,

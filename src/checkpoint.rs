@@ -1,0 +1,229 @@
+//! Checkpoints: a record that crystallises everything before it under a
+//! snapshot id, and `checkpoint.json`, a derived view of the latest one
+//! that is replaced atomically and rebuilt from the log when it is missing,
+//! stale or damaged.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, OpenMode};
+use crate::error::{io_err, Error, Result};
+use crate::frame::Kind;
+use crate::reader::{Iter, Record};
+use crate::stream::Stream;
+
+/// Name of the derived file beside a stream's segments.
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+const CHECKPOINT_TEMP: &str = "checkpoint.json.tmp";
+/// Longest snapshot id accepted, in bytes.
+pub const SNAPSHOT_ID_LEN_MAX: usize = 1024;
+
+/// A checkpoint: the records up to `seq` (Lamport `lamport`) are
+/// crystallised into snapshot `snapshot_id`. The checkpoint record itself
+/// has seq `record_seq` (= `seq + 1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The caller's name for the snapshot.
+    pub snapshot_id: String,
+    /// Seq of the last record the checkpoint covers (0 if none).
+    pub seq: u64,
+    /// Lamport timestamp of that record.
+    pub lamport: u64,
+    /// Seq of the checkpoint record.
+    pub record_seq: u64,
+}
+
+/// The checkpoint record's payload: what it covers, as JSON.
+#[derive(Serialize, Deserialize)]
+struct Payload<'a> {
+    snapshot_id: &'a str,
+    seq: u64,
+    lamport: u64,
+}
+
+impl Checkpoint {
+    /// The payload of the checkpoint record.
+    pub(crate) fn payload(&self) -> Vec<u8> {
+        let payload = Payload {
+            snapshot_id: &self.snapshot_id,
+            seq: self.seq,
+            lamport: self.lamport,
+        };
+        serde_json::to_vec(&payload).expect("a struct of a string and integers serialises")
+    }
+
+    /// The checkpoint a record holds, if it is a checkpoint record.
+    pub fn from_record(record: &Record) -> Option<Checkpoint> {
+        if record.kind() != Kind::Checkpoint {
+            return None;
+        }
+        let p: Payload = serde_json::from_slice(record.payload()).ok()?;
+        (p.seq + 1 == record.seq()).then(|| Checkpoint {
+            snapshot_id: p.snapshot_id.to_string(),
+            seq: p.seq,
+            lamport: p.lamport,
+            record_seq: record.seq(),
+        })
+    }
+}
+
+/// Read `checkpoint.json`; `None` if missing or not a checkpoint.
+pub(crate) fn read_file(backend: &dyn Backend, dir: &Path) -> Option<Checkpoint> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let file = backend.open(&path, OpenMode::Read).ok()?;
+    let len = file.len().ok()?;
+    if len > 4 * SNAPSHOT_ID_LEN_MAX as u64 {
+        return None;
+    }
+    let mut bytes = vec![0; len as usize];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Replace `checkpoint.json` atomically: write a temporary file, sync it,
+/// rename it over the old one, sync the folder.
+pub(crate) fn write_file(backend: &dyn Backend, dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
+    let temp = dir.join(CHECKPOINT_TEMP);
+    let path = dir.join(CHECKPOINT_FILE);
+    let _ = backend.remove_file(&temp);
+    let file = backend
+        .open(&temp, OpenMode::CreateNew)
+        .map_err(io_err("create", &temp))?;
+    let mut bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint serialises");
+    bytes.push(b'\n');
+    file.write_all_at(&bytes, 0)
+        .map_err(io_err("write", &temp))?;
+    file.sync_data().map_err(io_err("fdatasync", &temp))?;
+    backend
+        .rename(&temp, &path)
+        .map_err(io_err("rename", &temp))?;
+    backend
+        .sync_dir(dir)
+        .map_err(io_err("fsync directory", dir))
+}
+
+impl Stream {
+    /// Crystallise everything appended so far under `snapshot_id`: append a
+    /// checkpoint record (durably) and replace `checkpoint.json` beside the
+    /// stream (write, fsync, rename, fsync the folder).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
+    /// let stream = store.stream("session")?;
+    /// stream.append(br#"{"op":"insert_note"}"#, lamplog::Durability::Buffered)?;
+    /// let ckpt = stream.checkpoint("snap-abc123")?;
+    /// assert_eq!((ckpt.seq, ckpt.record_seq), (1, 2));
+    /// stream.append(br#"{"op":"delete_note"}"#, lamplog::Durability::Sync)?;
+    /// let since: Vec<_> = stream.replay_since_checkpoint()?.collect::<Result<_, _>>()?;
+    /// assert_eq!(since.len(), 1);
+    /// # Ok::<(), lamplog::Error>(())
+    /// ```
+    pub fn checkpoint(&self, snapshot_id: &str) -> Result<Checkpoint> {
+        if snapshot_id.is_empty() || snapshot_id.len() > SNAPSHOT_ID_LEN_MAX {
+            return Err(Error::InvalidName {
+                name: snapshot_id.chars().take(64).collect(),
+                reason: "a snapshot id has 1 to 1024 bytes",
+            });
+        }
+        let checkpoint = self.log()?.checkpoint(snapshot_id)?;
+        write_file(&**self.backend(), self.dir(), &checkpoint)?;
+        self.remember(&checkpoint);
+        Ok(checkpoint)
+    }
+
+    fn remember(&self, checkpoint: &Checkpoint) {
+        let mut cache = self.latest_checkpoint_cache().lock();
+        if cache
+            .as_ref()
+            .is_none_or(|c| c.record_seq < checkpoint.record_seq)
+        {
+            *cache = Some(checkpoint.clone());
+        }
+    }
+
+    /// The latest checkpoint, if any. `checkpoint.json` is only a hint: it
+    /// is checked against the log, and rebuilt (on a writable store) when it
+    /// is missing, stale or damaged. The cost is that of the records after
+    /// the checkpoint, not of the history before it.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let cached = self.latest_checkpoint_cache().lock().clone();
+        let hint = cached
+            .clone()
+            .or_else(|| read_file(&**self.backend(), self.dir()));
+        let verified = match hint {
+            Some(h) => self
+                .get(h.record_seq)?
+                .and_then(|r| Checkpoint::from_record(&r))
+                .filter(|c| *c == h),
+            None => None,
+        };
+        let base = match verified {
+            Some(c) => Some(c),
+            None => self.newest_checkpoint_in_log()?,
+        };
+        // A crash between the record and the file leaves newer records.
+        let latest = match &base {
+            Some(c) => last_checkpoint(self.iter_from_seq(c.record_seq + 1))?.or(base),
+            None => None,
+        };
+        if let Some(latest) = &latest {
+            self.remember(latest);
+            let file_is_right = read_file(&**self.backend(), self.dir()).as_ref() == Some(latest);
+            if !file_is_right && self.log().is_ok() {
+                write_file(&**self.backend(), self.dir(), latest)?;
+            }
+        }
+        Ok(latest)
+    }
+
+    /// The newest checkpoint record, looking through segments newest first.
+    fn newest_checkpoint_in_log(&self) -> Result<Option<Checkpoint>> {
+        let firsts = self.segments().first_seqs();
+        for (i, &first) in firsts.iter().enumerate().rev() {
+            let end = firsts.get(i + 1).copied();
+            let segment = self
+                .iter_from_seq(first)
+                .take_while(|r| r.as_ref().map_or(true, |r| end.is_none_or(|e| r.seq() < e)));
+            if let Some(found) = last_checkpoint(segment)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every checkpoint of the stream, oldest first (reads the whole log).
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let mut all = Vec::new();
+        for record in self.iter() {
+            all.extend(Checkpoint::from_record(&record?));
+        }
+        Ok(all)
+    }
+
+    /// The records after the latest checkpoint (all of them if there is
+    /// none), found through the index.
+    pub fn replay_since_checkpoint(&self) -> Result<Iter> {
+        Ok(match self.latest_checkpoint()? {
+            Some(checkpoint) => self.replay_since(&checkpoint),
+            None => self.iter(),
+        })
+    }
+
+    /// The records after `checkpoint`.
+    pub fn replay_since(&self, checkpoint: &Checkpoint) -> Iter {
+        self.iter_from_seq(checkpoint.record_seq + 1)
+    }
+}
+
+/// The last checkpoint among `records`.
+fn last_checkpoint(records: impl Iterator<Item = Result<Record>>) -> Result<Option<Checkpoint>> {
+    let mut last = None;
+    for record in records {
+        if let Some(c) = Checkpoint::from_record(&record?) {
+            last = Some(c);
+        }
+    }
+    Ok(last)
+}

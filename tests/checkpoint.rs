@@ -1,0 +1,105 @@
+//! Checkpoints: records that crystallise history, replay after them, and a
+//! derived checkpoint.json that is rebuilt from the log.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use lamplog::{Checkpoint, Durability, Kind, Options, Store, CHECKPOINT_FILE};
+
+#[test]
+fn replay_since_checkpoint_yields_only_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("session").unwrap();
+    assert!(s.latest_checkpoint().unwrap().is_none());
+    assert_eq!(s.replay_since_checkpoint().unwrap().count(), 0);
+    fill(&s, 0..500, Durability::Buffered);
+    let first = s.checkpoint("snap-1").unwrap();
+    assert_eq!(
+        (first.seq, first.record_seq, first.snapshot_id.as_str()),
+        (500, 501, "snap-1")
+    );
+    assert_eq!(first.lamport, 500);
+    for i in 500..800 {
+        s.append(payload(i), Durability::Buffered).unwrap();
+    }
+    let second = s.checkpoint("snap-2").unwrap();
+    s.append(br#"{"after":"snap-2"}"#, Durability::Sync)
+        .unwrap();
+    let since: Vec<_> = s
+        .replay_since_checkpoint()
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].payload(), br#"{"after":"snap-2"}"#);
+    // An older checkpoint replays from its own point.
+    let since_first: Vec<_> = s.replay_since(&first).map(|r| r.unwrap()).collect();
+    assert_eq!(since_first.len(), 300 + 1 + 1);
+    assert_eq!(since_first[300].kind(), Kind::Checkpoint);
+    assert_eq!(
+        Checkpoint::from_record(&since_first[300]),
+        Some(second.clone())
+    );
+    assert_eq!(s.checkpoints().unwrap(), vec![first, second.clone()]);
+    drop(s);
+    drop(store);
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("session").unwrap();
+    assert_eq!(s.latest_checkpoint().unwrap(), Some(second));
+    assert_eq!(s.replay_since_checkpoint().unwrap().count(), 1);
+}
+
+#[test]
+fn a_missing_garbled_or_stale_checkpoint_file_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = stream_dir(dir.path(), "s").join(CHECKPOINT_FILE);
+    let (older, newest) = {
+        let store = open(dir.path(), small_opts());
+        let s = store.stream("s").unwrap();
+        fill(&s, 0..300, Durability::Buffered);
+        let older = s.checkpoint("a").unwrap();
+        fill(&s, 300..1200, Durability::Buffered);
+        let newest = s.checkpoint("b").unwrap();
+        fill(&s, 1200..1210, Durability::Sync);
+        (older, newest)
+    };
+    let stale = fs::read(&file).unwrap();
+    let as_stored: Checkpoint = serde_json::from_slice(&stale).unwrap();
+    assert_eq!(as_stored, newest);
+    let older_json = serde_json::to_vec(&older).unwrap();
+    for damage in [
+        None,
+        Some(b"{ not json".to_vec()),
+        Some(older_json.clone()),
+        Some(br#"{"snapshot_id":"b","seq":5,"lamport":5,"record_seq":6}"#.to_vec()),
+    ] {
+        match &damage {
+            None => fs::remove_file(&file).unwrap(),
+            Some(bytes) => fs::write(&file, bytes).unwrap(),
+        }
+        // Read-only: found from the log, nothing written.
+        let reader = Store::open(dir.path(), Options::read_only()).unwrap();
+        assert_eq!(
+            reader.stream("s").unwrap().latest_checkpoint().unwrap(),
+            Some(newest.clone())
+        );
+        assert_eq!(fs::read(&file).ok(), damage.clone());
+        drop(reader);
+        // Writable: found and the file rewritten.
+        let store = open(dir.path(), small_opts());
+        let s = store.stream("s").unwrap();
+        assert_eq!(
+            s.latest_checkpoint().unwrap(),
+            Some(newest.clone()),
+            "after {damage:?}"
+        );
+        assert_eq!(
+            serde_json::from_slice::<Checkpoint>(&fs::read(&file).unwrap()).unwrap(),
+            newest
+        );
+        assert_eq!(s.replay_since_checkpoint().unwrap().count(), 10);
+    }
+}
