@@ -207,6 +207,23 @@ impl StreamLog {
         })
     }
 
+    /// Append a record whose payload depends on its own seq and Lamport:
+    /// `build` runs under the stream's lock with the stamp the record will
+    /// get, and returns the payload (or an error, and nothing is written).
+    pub fn append_built<T>(
+        self: &Arc<Self>,
+        observed: u64,
+        sync: bool,
+        build: impl FnOnce(u64, u64) -> Result<(Vec<u8>, T)>,
+    ) -> Result<(Appended, T)> {
+        let (built, _) = self.submit(sync, |e| {
+            let (seq, lamport) = e.next_stamp(observed);
+            let (payload, value) = build(seq, lamport)?;
+            Ok((e.encode(&payload, observed), value))
+        })?;
+        built
+    }
+
     /// Append a checkpoint record covering everything before it, durably.
     pub fn checkpoint(
         self: &Arc<Self>,

@@ -33,6 +33,7 @@ mod frame;
 mod index;
 mod merge;
 mod name;
+pub mod op;
 mod options;
 mod quarantine;
 mod reader;

@@ -151,6 +151,10 @@ impl Stream {
         &self.inner.dir
     }
 
+    pub(crate) fn record_bytes_max(&self) -> usize {
+        self.inner.record_bytes_max
+    }
+
     pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
     }

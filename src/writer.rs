@@ -165,6 +165,14 @@ impl Encoder {
         self.encode_records(Kind::Data, payloads, observed)
     }
 
+    /// The seq and Lamport the next record would get, having observed `observed`.
+    pub fn next_stamp(&self, observed: u64) -> (u64, u64) {
+        (
+            self.tip.last_seq + 1,
+            self.tip.last_lamport.max(observed) + 1,
+        )
+    }
+
     /// Frame a checkpoint record covering every record before it. The
     /// payload is built here, under the stream's lock, so that "everything
     /// up to now" is exact.

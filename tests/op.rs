@@ -1,0 +1,125 @@
+//! Typed ops: content addresses, Lamport stamps, per-domain deltas.
+
+mod common;
+
+use common::*;
+use lamplog::op::{list_sessions, NewOp, OpEntry, OpLog};
+use lamplog::Durability;
+use serde_json::value::RawValue;
+
+/// A change to one field of an op.
+type Change = Box<dyn Fn(&mut OpEntry)>;
+
+fn sample() -> OpEntry {
+    OpEntry {
+        op_id: String::new(),
+        actor_id: "agent-7".into(),
+        lamport_ts: 42,
+        parent_op_ids: vec!["sha256:aa".into()],
+        domain: "music".into(),
+        domain_op: RawValue::from_string(
+            r#"{"insert_note": {"pitch": 60, "track": "bass"}}"#.into(),
+        )
+        .unwrap(),
+        created_at: "2026-11-22T03:00:00.000000Z".into(),
+        intent_id: "intent-1".into(),
+        reservation_id: String::new(),
+    }
+}
+
+#[test]
+fn op_ids_are_stable_and_change_with_every_field() {
+    let op = sample();
+    let id = op.compute_id();
+    assert_eq!(id, sample().compute_id());
+    // The content address is part of the format (docs/FORMAT.md, "Typed
+    // ops"): SHA-256 of the canonical array below, computed independently
+    // (Python: json.dumps(..., separators=(",", ":"), sort_keys=True)).
+    // ["agent-7",42,["sha256:aa"],"music",{"insert_note":{"pitch":60,"track":"bass"}},
+    //  "2026-11-22T03:00:00.000000Z","intent-1",""]
+    assert_eq!(
+        id, "sha256:b239fd820a13825fad4cdae88dbb97a9817318f11bad47b855a7eb7dbda677eb",
+        "canonical encoding changed"
+    );
+    // Formatting of domain_op does not matter; its content does.
+    let mut reformatted = sample();
+    reformatted.domain_op =
+        RawValue::from_string(r#"{"insert_note":{"track":"bass","pitch":60}}"#.into()).unwrap();
+    assert_eq!(reformatted.compute_id(), id);
+    let changes: Vec<Change> = vec![
+        Box::new(|o| o.actor_id.push('x')),
+        Box::new(|o| o.lamport_ts += 1),
+        Box::new(|o| o.parent_op_ids.push("sha256:bb".into())),
+        Box::new(|o| o.domain = "code".into()),
+        Box::new(|o| {
+            o.domain_op =
+                RawValue::from_string(r#"{"insert_note":{"pitch":61,"track":"bass"}}"#.into())
+                    .unwrap()
+        }),
+        Box::new(|o| o.created_at.push('x')),
+        Box::new(|o| o.intent_id.clear()),
+        Box::new(|o| o.reservation_id.push('r')),
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        let mut changed = sample();
+        change(&mut changed);
+        assert_ne!(changed.compute_id(), id, "field change {i} kept the id");
+    }
+}
+
+#[test]
+fn ops_are_stamped_stored_unchanged_and_sliced_by_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let log = OpLog::new(store.stream("session-1").unwrap());
+    let raw = r#"{ "edit" : [1, 2.50, "x"] }"#;
+    let first = log
+        .append_op(NewOp::new("human", "code", raw).unwrap(), Durability::Sync)
+        .unwrap();
+    assert_eq!(
+        (first.lamport_ts, first.op_id.clone()),
+        (1, first.compute_id())
+    );
+    assert_eq!(first.domain_op.get(), raw, "stored unchanged");
+    let mut child = NewOp::new("agent-2", "music", r#"{"tempo":120}"#).unwrap();
+    child.parent_op_ids = vec![first.op_id.clone()];
+    child.observed_lamport = 10;
+    let second = log.append_op(child, Durability::Sync).unwrap();
+    assert_eq!(second.lamport_ts, 11);
+    assert_eq!(
+        log.stream().get(2).unwrap().unwrap().lamport(),
+        11,
+        "the op's stamp is its record's Lamport"
+    );
+    log.checkpoint("snap-1").unwrap();
+    for i in 0..5 {
+        let domain = if i % 2 == 0 { "music" } else { "code" };
+        log.append_op(
+            NewOp::new("agent-2", domain, &format!(r#"{{"n":{i}}}"#)).unwrap(),
+            Durability::Buffered,
+        )
+        .unwrap();
+    }
+    let music = log.ops_since_checkpoint("music").unwrap();
+    assert_eq!(music.ops.len(), 3);
+    assert!(music.ops.iter().all(|o| o.domain == "music"));
+    assert_eq!(
+        music.lamport_range,
+        Some((music.ops[0].lamport_ts, music.ops[2].lamport_ts))
+    );
+    assert_eq!(log.ops_since_checkpoint("code").unwrap().ops.len(), 2);
+    assert!(log
+        .ops_since_checkpoint("video")
+        .unwrap()
+        .lamport_range
+        .is_none());
+    drop(log);
+    drop(store);
+    let store = open(dir.path(), small_opts());
+    let log = OpLog::new(store.stream("session-1").unwrap());
+    let ops: Vec<OpEntry> = log.ops().map(|o| o.unwrap()).collect();
+    assert_eq!(ops.len(), 7);
+    assert_eq!(ops[0], first);
+    assert!(ops.iter().all(|o| o.op_id == o.compute_id()));
+    assert_eq!(list_sessions(&store), vec!["session-1"]);
+}
