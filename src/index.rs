@@ -168,6 +168,13 @@ impl SparseIndex {
         n.checked_sub(1).map(|i| self.entries[i])
     }
 
+    /// The last index point up to which every record's wall clock is
+    /// below `ts_us` (the running maximum only grows).
+    pub fn last_with_ts_max_below(&self, ts_us: u64) -> Option<IndexEntry> {
+        let n = self.entries.partition_point(|e| e.ts_us_max < ts_us);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+
     /// The last index point with a Lamport at or below `lamport`.
     pub fn seek_lamport(&self, lamport: u64) -> Option<IndexEntry> {
         let n = self.entries.partition_point(|e| e.lamport <= lamport);

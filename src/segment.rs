@@ -389,6 +389,11 @@ impl SegmentList {
         list.get(n.saturating_sub(1)).cloned()
     }
 
+    /// Every segment, oldest first.
+    pub fn all(&self) -> Vec<Arc<Segment>> {
+        self.list.read().clone()
+    }
+
     /// Every segment's first seq, oldest first.
     pub fn first_seqs(&self) -> Vec<u64> {
         self.list
