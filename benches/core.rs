@@ -180,5 +180,38 @@ fn seek(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, append_writers, batch, codec, replay, seek);
+/// Replay after the latest checkpoint: as fast after a million records as
+/// after none, because the start is found through checkpoint.json and the index.
+fn replay_since_checkpoint(c: &mut Criterion) {
+    let mut group = c.benchmark_group("replay_since_checkpoint");
+    for history in [0u64, 1_000_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let stream = store.stream("bench").unwrap();
+        for chunk in (0..history).collect::<Vec<_>>().chunks(1000) {
+            stream
+                .append_batch(chunk.iter().map(|&i| op(i)), Durability::Buffered)
+                .unwrap();
+        }
+        stream.checkpoint("snap").unwrap();
+        for i in 0..100 {
+            stream.append(op(i), Durability::Buffered).unwrap();
+        }
+        group.bench_with_input(BenchmarkId::new("history", history), &history, |b, _| {
+            b.iter(|| stream.replay_since_checkpoint().unwrap().count())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    append,
+    append_writers,
+    batch,
+    codec,
+    replay,
+    seek,
+    replay_since_checkpoint
+);
 criterion_main!(benches);
