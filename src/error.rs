@@ -74,6 +74,18 @@ pub enum Error {
         max: u64,
     },
 
+    /// The requested records were moved out of the live log by
+    /// [`Stream::archive_before`](crate::Stream::archive_before).
+    #[error("seq {seq} of stream {stream:?} was archived to {}", location.display())]
+    Archived {
+        /// The stream.
+        stream: String,
+        /// The first seq asked for.
+        seq: u64,
+        /// Where the archived segments are.
+        location: PathBuf,
+    },
+
     /// An observed Lamport timestamp too large to continue from.
     #[error("observed Lamport timestamp {observed} is out of range (at most {max})")]
     LamportOutOfRange {

@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod archive;
 pub mod backend;
 mod checkpoint;
 mod clock;
@@ -49,6 +50,7 @@ mod syncer;
 mod sys;
 mod writer;
 
+pub use archive::{Archived, ARCHIVE_DIR};
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;

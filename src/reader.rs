@@ -83,9 +83,18 @@ pub struct Iter {
     next_seq: u64,
     last_seq: u64,
     from: From,
+    /// An error to yield before anything else (a seek into archived records).
+    failure: Option<crate::error::Error>,
 }
 
 impl Iter {
+    /// An iterator that yields `error` and ends.
+    pub(crate) fn failed(segments: Arc<SegmentList>, error: crate::error::Error) -> Iter {
+        let mut iter = Iter::new(segments, 0, 0, From::Start);
+        iter.failure = Some(error);
+        iter
+    }
+
     pub(crate) fn new(
         segments: Arc<SegmentList>,
         record_bytes_max: usize,
@@ -107,6 +116,7 @@ impl Iter {
             next_seq: 0,
             last_seq,
             from,
+            failure: None,
         };
         if let Some(segment) = segment {
             iter.enter(segment);
@@ -235,6 +245,11 @@ impl Iterator for Iter {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.failure.take() {
+            self.segment = None;
+            self.next_seq = u64::MAX;
+            return Some(Err(error));
+        }
         match self.next_record() {
             Ok(record) => record.map(Ok),
             Err(e) => {

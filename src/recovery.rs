@@ -93,12 +93,15 @@ pub(crate) fn recover_stream(
         cuts: Vec::new(),
         indexes_rebuilt: 0,
     };
+    // Archiving moves the oldest segments out: the live log then starts at
+    // or before the seq archive.json names.
+    let live_from = crate::archive::live_from(backend, dir).unwrap_or(1);
     let mut segments: Vec<Arc<Segment>> = Vec::new();
     for (i, &first_seq) in seqs.iter().enumerate() {
         let path = dir.join(segment_file_name(first_seq));
         let is_last = i + 1 == seqs.len();
         let prev = segments.last().map(|s| s.published());
-        match r.open_segment(&path, first_seq, prev, is_last)? {
+        match r.open_segment(&path, first_seq, prev, is_last, live_from)? {
             Opened::Segment(segment) => segments.push(segment),
             Opened::TornCreation => {
                 r.cut_whole(&path, CutReason::TornSegmentCreation)?;
@@ -172,6 +175,7 @@ impl Recovery<'_> {
         first_seq: u64,
         prev: Option<Published>,
         is_last: bool,
+        live_from: u64,
     ) -> Result<Opened> {
         let file = self.open_file(path)?;
         let len = file.len().map_err(io_err("stat", path))?;
@@ -213,7 +217,7 @@ impl Recovery<'_> {
                 CorruptionKind::WrongSegment("first seq differs from its file name"),
             );
         }
-        let expected = prev.map_or(1, |p| p.last_seq + 1);
+        let expected = prev.map_or(first_seq.min(live_from).max(1), |p| p.last_seq + 1);
         if first_seq != expected {
             return damaged(
                 0,

@@ -389,6 +389,14 @@ impl SegmentList {
         list.get(n.saturating_sub(1)).cloned()
     }
 
+    /// Forget the segments before `first_seq` (they were archived). Readers
+    /// that hold them keep their maps.
+    pub fn drop_before(&self, first_seq: u64) {
+        self.list
+            .write()
+            .retain(|s| s.header.first_seq >= first_seq);
+    }
+
     /// Every segment, oldest first.
     pub fn all(&self) -> Vec<Arc<Segment>> {
         self.list.read().clone()

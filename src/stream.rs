@@ -334,12 +334,27 @@ impl Stream {
 
     /// Records from `seq` on. The seek goes through the sparse index, so its
     /// cost does not grow with the records before `seq`.
+    ///
+    /// A seek into records moved out by [`archive_before`](Stream::archive_before)
+    /// yields [`Error::Archived`].
     pub fn iter_from_seq(&self, seq: u64) -> Iter {
+        if seq < self.first_seq() {
+            return Iter::failed(self.inner.segments.clone(), self.archived_error(seq));
+        }
         self.iter_with(From::Seq(seq))
     }
 
     /// Records from the first one whose Lamport timestamp is at least `lamport`.
     pub fn iter_from_lamport(&self, lamport: u64) -> Iter {
+        let first = self.inner.segments.first();
+        if let Some(first) =
+            first.filter(|s| s.header.first_seq > 1 && lamport < s.header.first_lamport)
+        {
+            return Iter::failed(
+                self.inner.segments.clone(),
+                self.archived_error(first.header.first_seq - 1),
+            );
+        }
         self.iter_with(From::Lamport(lamport))
     }
 
@@ -374,6 +389,9 @@ impl Stream {
     pub fn get(&self, seq: u64) -> Result<Option<Record>> {
         if seq == 0 || seq > self.last_seq() {
             return Ok(None);
+        }
+        if seq < self.first_seq() {
+            return Err(self.archived_error(seq));
         }
         self.iter_from_seq(seq).next().transpose()
     }

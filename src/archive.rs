@@ -1,0 +1,141 @@
+//! Archiving: moving whole segments that lie entirely before a checkpoint
+//! out of the live log, into the stream's `archive/` folder. Never
+//! automatic, never a partial segment.
+//!
+//! `archive.json` in the stream folder says where the live log starts; it
+//! is written (atomically) before any segment moves, so that recovery
+//! accepts a log that starts after seq 1, and a crash in the middle leaves
+//! a log that starts at or before that point.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, OpenMode};
+use crate::checkpoint::Checkpoint;
+use crate::error::{io_err, Error, Result};
+use crate::segment::{index_file_name, segment_file_name};
+use crate::stream::Stream;
+
+/// The folder archived segments are moved into, in the stream's folder.
+pub const ARCHIVE_DIR: &str = "archive";
+const MARKER_FILE: &str = "archive.json";
+const MARKER_TEMP: &str = "archive.json.tmp";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    /// Seq of the first record still in the live log.
+    live_from_seq: u64,
+}
+
+/// What [`Stream::archive_before`] moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// Segments moved.
+    pub segments: usize,
+    /// Seq of the first record still in the live log.
+    pub live_from_seq: u64,
+    /// Where the segments went.
+    pub dir: PathBuf,
+}
+
+/// The first seq of the live log, if segments were archived.
+pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> Option<u64> {
+    let file = backend.open(&dir.join(MARKER_FILE), OpenMode::Read).ok()?;
+    let len = file.len().ok().filter(|&l| l < 4096)?;
+    let mut bytes = vec![0; len as usize];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    serde_json::from_slice::<Marker>(&bytes)
+        .ok()
+        .map(|m| m.live_from_seq)
+}
+
+fn write_marker(backend: &dyn Backend, dir: &Path, live_from_seq: u64) -> Result<()> {
+    let (temp, path) = (dir.join(MARKER_TEMP), dir.join(MARKER_FILE));
+    let _ = backend.remove_file(&temp);
+    let file = backend
+        .open(&temp, OpenMode::CreateNew)
+        .map_err(io_err("create", &temp))?;
+    let bytes = serde_json::to_vec(&Marker { live_from_seq }).expect("a marker serialises");
+    file.write_all_at(&bytes, 0)
+        .map_err(io_err("write", &temp))?;
+    file.sync_data().map_err(io_err("fdatasync", &temp))?;
+    backend
+        .rename(&temp, &path)
+        .map_err(io_err("rename", &temp))?;
+    backend
+        .sync_dir(dir)
+        .map_err(io_err("fsync directory", dir))
+}
+
+impl Stream {
+    /// Seq of the first record in the live log (1 unless segments were archived).
+    pub fn first_seq(&self) -> u64 {
+        self.segments().first().map_or(1, |s| s.header.first_seq)
+    }
+
+    /// The error for reading `seq` when it was archived.
+    pub(crate) fn archived_error(&self, seq: u64) -> Error {
+        Error::Archived {
+            stream: self.name().to_string(),
+            seq,
+            location: self.dir().join(ARCHIVE_DIR),
+        }
+    }
+
+    /// Move every segment that lies entirely before `checkpoint` (all its
+    /// records covered by it) into `archive/`. The segment being written is
+    /// never moved. Reads of the archived range then return
+    /// [`Error::Archived`] naming where the data went.
+    pub fn archive_before(&self, checkpoint: &Checkpoint) -> Result<Archived> {
+        self.log()?;
+        let segments = self.segments().all();
+        let mut moving = Vec::new();
+        for pair in segments.windows(2) {
+            // A segment's last record is the one before the next segment's first.
+            if pair[1].header.first_seq - 1 > checkpoint.seq {
+                break;
+            }
+            moving.push(pair[0].clone());
+        }
+        let dir = self.dir().join(ARCHIVE_DIR);
+        let Some(last_moving) = moving.last() else {
+            return Ok(Archived {
+                segments: 0,
+                live_from_seq: self.first_seq(),
+                dir,
+            });
+        };
+        let live_from_seq = segments[moving.len()].header.first_seq;
+        debug_assert!(last_moving.header.first_seq < live_from_seq);
+        let backend = self.backend();
+        write_marker(&**backend, self.dir(), live_from_seq)?;
+        backend
+            .create_dir_all(&dir)
+            .map_err(io_err("create", &dir))?;
+        for segment in &moving {
+            let first = segment.header.first_seq;
+            for name in [segment_file_name(first), index_file_name(first)] {
+                let from = self.dir().join(&name);
+                match backend.rename(&from, &dir.join(&name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err("rename", from)(e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        backend
+            .sync_dir(&dir)
+            .map_err(io_err("fsync directory", &dir))?;
+        backend
+            .sync_dir(self.dir())
+            .map_err(io_err("fsync directory", self.dir()))?;
+        self.segments().drop_before(live_from_seq);
+        Ok(Archived {
+            segments: moving.len(),
+            live_from_seq,
+            dir,
+        })
+    }
+}

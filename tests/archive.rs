@@ -1,0 +1,116 @@
+//! Archiving: whole segments before a checkpoint leave the live log; reads
+//! of them say where they went; recovery accepts the shorter log.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use lamplog::{CorruptionKind, Durability, Error, Store, ARCHIVE_DIR};
+
+#[test]
+fn archived_segments_leave_the_live_log_and_reads_say_where_they_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    fill(&s, 0..2000, Durability::Buffered);
+    let ckpt = s.checkpoint("snap").unwrap();
+    fill(&s, 2000..2100, Durability::Sync);
+    let before = segments(dir.path(), "s").len();
+    let archived = s.archive_before(&ckpt).unwrap();
+    assert!(archived.segments > 5, "{archived:?}");
+    assert!(archived.live_from_seq > 1 && archived.live_from_seq <= ckpt.seq + 1);
+    assert_eq!(s.first_seq(), archived.live_from_seq);
+    assert_eq!(segments(dir.path(), "s").len(), before - archived.segments);
+    let archive = stream_dir(dir.path(), "s").join(ARCHIVE_DIR);
+    assert_eq!(
+        fs::read_dir(&archive)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg"))
+            .count(),
+        archived.segments
+    );
+    // The archived range: a typed error naming the archive.
+    match s.get(1) {
+        Err(Error::Archived {
+            seq: 1, location, ..
+        }) => assert_eq!(location, archive),
+        other => panic!("expected Archived, got {other:?}"),
+    }
+    assert!(matches!(
+        s.iter_from_seq(2).next(),
+        Some(Err(Error::Archived { .. }))
+    ));
+    assert!(matches!(
+        s.iter_from_lamport(1).next(),
+        Some(Err(Error::Archived { .. }))
+    ));
+    // The live log reads as before from its first record.
+    let live: Vec<_> = read_all(&s);
+    assert_eq!(live[0].seq(), archived.live_from_seq);
+    assert_eq!(live.last().unwrap().seq(), 2101);
+    assert_eq!(s.replay_since_checkpoint().unwrap().count(), 100);
+    // Nothing more to archive before the same checkpoint.
+    assert_eq!(s.archive_before(&ckpt).unwrap().segments, 0);
+    drop(s);
+    drop(store);
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    assert_eq!(s.first_seq(), archived.live_from_seq);
+    assert_eq!(s.append(payload(2100), Durability::Sync).unwrap().seq, 2102);
+    assert_eq!(
+        s.get(2000).unwrap().unwrap().payload(),
+        payload(1999).as_slice()
+    );
+}
+
+#[test]
+fn a_crash_during_archiving_or_a_lost_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_opts());
+        let s = store.stream("s").unwrap();
+        fill(&s, 0..1500, Durability::Buffered);
+    }
+    // The marker was written but no segment moved yet: the log is whole.
+    let segs = segments(dir.path(), "s");
+    let third: u64 = segs[2]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fs::write(
+        stream_dir(dir.path(), "s").join("archive.json"),
+        format!(r#"{{"live_from_seq":{third}}}"#),
+    )
+    .unwrap();
+    let store = open(dir.path(), small_opts());
+    assert_eq!(store.stream("s").unwrap().first_seq(), 1);
+    drop(store);
+    // Only the first segment moved before the crash: still accepted.
+    let archive = stream_dir(dir.path(), "s").join(ARCHIVE_DIR);
+    fs::create_dir_all(&archive).unwrap();
+    fs::rename(&segs[0], archive.join(segs[0].file_name().unwrap())).unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    assert!(s.first_seq() > 1);
+    assert_eq!(read_all(&s).last().unwrap().seq(), 1500);
+    drop(s);
+    drop(store);
+    // Without the marker, a log that starts late has lost its beginning.
+    fs::remove_file(stream_dir(dir.path(), "s").join("archive.json")).unwrap();
+    match Store::open(dir.path(), small_opts()) {
+        Err(Error::Corruption {
+            kind: CorruptionKind::SequenceGap { expected: 1, .. },
+            ..
+        }) => {}
+        other => panic!("expected a sequence gap, got {other:?}"),
+    }
+}
