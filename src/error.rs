@@ -86,6 +86,15 @@ pub enum Error {
         location: PathBuf,
     },
 
+    /// An op whose `op_id` is not the content address of its fields.
+    #[error("op {op_id} does not match its content (expected {expected})")]
+    OpIdMismatch {
+        /// The id the op carries.
+        op_id: String,
+        /// The id its fields hash to.
+        expected: String,
+    },
+
     /// An observed Lamport timestamp too large to continue from.
     #[error("observed Lamport timestamp {observed} is out of range (at most {max})")]
     LamportOutOfRange {

@@ -35,6 +35,7 @@ mod index;
 mod merge;
 mod name;
 pub mod op;
+mod op_ids;
 mod options;
 mod quarantine;
 mod query;

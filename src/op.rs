@@ -124,6 +124,17 @@ impl NewOp {
     }
 }
 
+/// What [`OpLog::insert_op`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// Seq of the record holding the op.
+    pub seq: u64,
+    /// That record's Lamport timestamp.
+    pub lamport: u64,
+    /// Whether this call wrote it (false: it was already there).
+    pub inserted: bool,
+}
+
 /// One domain's ops since the latest checkpoint: what a domain plugin
 /// collapses into its own structured delta.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +195,51 @@ impl OpLog {
                 Ok((payload, entry))
             })?;
         Ok(entry)
+    }
+
+    /// Insert an op that already has its id (re-saved, or taken in from
+    /// another actor) unless the stream has it: idempotent. A new op is
+    /// appended unchanged, stamped after its own `lamport_ts`; an op already
+    /// present is not written again, and its existing seq and Lamport are
+    /// returned. The id set costs about 16 bytes per op in memory and is
+    /// kept per segment on disk, so a reopen does not parse every payload.
+    pub fn insert_op(&self, op: &OpEntry, durability: Durability) -> Result<Inserted> {
+        let expected = op.compute_id();
+        if op.op_id != expected {
+            return Err(Error::OpIdMismatch {
+                op_id: op.op_id.clone(),
+                expected,
+            });
+        }
+        self.stream.log()?;
+        // One insert at a time per stream: the check and the append must not interleave.
+        let mut guard = self.stream.op_ids().lock();
+        let ids = guard.get_or_insert_with(Default::default);
+        ids.catch_up(&self.stream)?;
+        if let Some(seq) = ids.lookup(&self.stream, &op.op_id)? {
+            let record = self
+                .stream
+                .get(seq)?
+                .expect("lookup read this record a moment ago");
+            if durability == Durability::Sync {
+                self.stream.sync()?;
+            }
+            return Ok(Inserted {
+                seq,
+                lamport: record.lamport(),
+                inserted: false,
+            });
+        }
+        let payload = serde_json::to_vec(op).expect("an op serialises");
+        let appended = self
+            .stream
+            .append_observed(payload, op.lamport_ts, durability)?;
+        ids.catch_up(&self.stream)?;
+        Ok(Inserted {
+            seq: appended.seq,
+            lamport: appended.lamport,
+            inserted: true,
+        })
     }
 
     /// Every op, in log order (checkpoint records are skipped; a data record

@@ -34,6 +34,8 @@ struct StreamInner {
     backend: Arc<dyn Backend>,
     /// The latest checkpoint, once known (checkpoint.rs keeps it).
     latest_checkpoint: parking_lot::Mutex<Option<crate::checkpoint::Checkpoint>>,
+    /// The op ids, loaded on the first idempotent insert (op.rs).
+    op_ids: parking_lot::Mutex<Option<crate::op_ids::OpIds>>,
 }
 
 struct Writer {
@@ -137,6 +139,7 @@ impl Stream {
                 record_bytes_max: opts.record_bytes_max,
                 backend,
                 latest_checkpoint: parking_lot::Mutex::new(None),
+                op_ids: parking_lot::Mutex::new(None),
             }),
         })
     }
@@ -167,6 +170,10 @@ impl Stream {
         &self,
     ) -> &parking_lot::Mutex<Option<crate::checkpoint::Checkpoint>> {
         &self.inner.latest_checkpoint
+    }
+
+    pub(crate) fn op_ids(&self) -> &parking_lot::Mutex<Option<crate::op_ids::OpIds>> {
+        &self.inner.op_ids
     }
 
     pub(crate) fn log(&self) -> Result<&Arc<StreamLog>> {

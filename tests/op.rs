@@ -123,3 +123,113 @@ fn ops_are_stamped_stored_unchanged_and_sliced_by_domain() {
     assert!(ops.iter().all(|o| o.op_id == o.compute_id()));
     assert_eq!(list_sessions(&store), vec!["session-1"]);
 }
+
+fn op_numbered(i: u64) -> OpEntry {
+    let mut op = sample();
+    op.lamport_ts = i;
+    op.domain_op = RawValue::from_string(format!(r#"{{"n":{i}}}"#)).unwrap();
+    op.op_id = op.compute_id();
+    op
+}
+
+#[test]
+fn inserting_an_op_twice_writes_it_once_also_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids_files = |root: &std::path::Path| {
+        std::fs::read_dir(stream_dir(root, "s"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "ids")
+            })
+            .count()
+    };
+    {
+        let store = open(dir.path(), small_opts());
+        let log = OpLog::new(store.stream("s").unwrap());
+        for i in 1..=400 {
+            let first = log
+                .insert_op(&op_numbered(i), Durability::Buffered)
+                .unwrap();
+            assert!(first.inserted);
+            let again = log
+                .insert_op(&op_numbered(i), Durability::Buffered)
+                .unwrap();
+            assert_eq!(
+                (again.seq, again.lamport, again.inserted),
+                (first.seq, first.lamport, false)
+            );
+        }
+        assert_eq!(log.stream().last_seq(), 400);
+        // Ops appended the ordinary way are found too.
+        let appended = log
+            .append_op(NewOp::new("a", "code", "{}").unwrap(), Durability::Sync)
+            .unwrap();
+        assert!(!log.insert_op(&appended, Durability::Sync).unwrap().inserted);
+        let mut forged = op_numbered(1);
+        forged.actor_id = "someone-else".into();
+        assert!(matches!(
+            log.insert_op(&forged, Durability::Sync),
+            Err(lamplog::Error::OpIdMismatch { .. })
+        ));
+    }
+    assert!(segments(dir.path(), "s").len() > 3);
+    assert!(
+        ids_files(dir.path()) >= segments(dir.path(), "s").len() - 1,
+        "sealed segments keep their ids on disk"
+    );
+    // After reopen (ids read from disk, or rebuilt where the file is gone or damaged).
+    let first_ids = stream_dir(dir.path(), "s").join("00000000000000000001.ids");
+    std::fs::remove_file(&first_ids).unwrap();
+    let second = std::fs::read_dir(stream_dir(dir.path(), "s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ids"))
+        .min()
+        .unwrap();
+    std::fs::write(&second, b"garbage").unwrap();
+    let store = open(dir.path(), small_opts());
+    let log = OpLog::new(store.stream("s").unwrap());
+    for i in [1, 2, 150, 399, 400] {
+        assert!(
+            !log.insert_op(&op_numbered(i), Durability::Sync)
+                .unwrap()
+                .inserted,
+            "op {i} written again"
+        );
+    }
+    assert!(
+        log.insert_op(&op_numbered(401), Durability::Sync)
+            .unwrap()
+            .inserted
+    );
+    assert_eq!(log.stream().last_seq(), 402);
+    assert!(first_ids.exists(), "a missing ids file is rebuilt");
+}
+
+#[test]
+fn concurrent_inserts_of_one_op_write_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let log = OpLog::new(store.stream("s").unwrap());
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (1..=50)
+                    .filter(|&i| {
+                        log.insert_op(&op_numbered(i), Durability::Sync)
+                            .unwrap()
+                            .inserted
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let inserted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(inserted, 50);
+    assert_eq!(log.stream().last_seq(), 50);
+}
