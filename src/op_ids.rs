@@ -1,6 +1,8 @@
 //! The op ids of a stream, for idempotent inserts. In memory an id costs
-//! 16 bytes: a 64-bit prefix of its hash, and the seq of the record holding
-//! it (a prefix match is confirmed against the record). Per sealed segment
+//! 16 bytes: a 64-bit prefix of its hash and the seq of the record holding
+//! it, in a vector sorted by prefix (plus up to `RECENT_MAX` newer pairs
+//! not yet merged in). A prefix match is confirmed against the record, so
+//! two ids that share a prefix are both kept and told apart there. Per sealed segment
 //! the pairs are kept in `<first_seq>.ids` (derived data: rebuilt when
 //! missing or damaged), so a reopen reads them instead of parsing every
 //! payload; only the tail segment is parsed.
@@ -9,8 +11,6 @@
 //! .ids file: magic b"LAMPIDS\n" | version u32 = 1 | salt u32 | first_seq u64 | count u64
 //!            | count x (prefix u64, seq u64) | crc u32 (CRC-32 of everything before it)
 //! ```
-
-use std::collections::HashMap;
 
 use crate::backend::OpenMode;
 use crate::error::Result;
@@ -22,6 +22,8 @@ const IDS_MAGIC: [u8; 8] = *b"LAMPIDS\n";
 const IDS_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8;
 const PAIR_LEN: usize = 16;
+/// Newer pairs kept unsorted before a merge into the sorted vector.
+const RECENT_MAX: usize = 1024;
 
 /// The 64-bit prefix an id is filed under.
 fn prefix(op_id: &str) -> u64 {
@@ -43,9 +45,10 @@ fn ids_file_name(first_seq: u64) -> String {
 /// The id set of one stream.
 #[derive(Debug, Default)]
 pub(crate) struct OpIds {
-    by_prefix: HashMap<u64, u64>,
-    /// Ids whose prefix another id took first (confirmed collisions).
-    collisions: Vec<(String, u64)>,
+    /// (prefix, seq), sorted.
+    sorted: Vec<(u64, u64)>,
+    /// Newer (prefix, seq) pairs, unsorted.
+    recent: Vec<(u64, u64)>,
     /// Every record below this seq is accounted for.
     covered_to: u64,
     /// Sealed segments whose `.ids` file is known good.
@@ -73,8 +76,8 @@ impl OpIds {
             let Some(pairs) = read_ids(stream, segment) else {
                 break;
             };
-            for (p, seq) in pairs {
-                self.by_prefix.entry(p).or_insert(seq);
+            for pair in pairs {
+                self.add(pair);
             }
             self.persisted.push(segment.header.first_seq);
             self.covered_to = next_first;
@@ -85,7 +88,7 @@ impl OpIds {
                 let record = record?;
                 if record.kind() == Kind::Data {
                     if let Some(id) = op_id_of(record.payload()) {
-                        self.file(stream, &id, record.seq())?;
+                        self.add((prefix(&id), record.seq()));
                     }
                 }
                 self.covered_to = record.seq() + 1;
@@ -98,21 +101,39 @@ impl OpIds {
         Ok(())
     }
 
-    fn file(&mut self, stream: &Stream, op_id: &str, seq: u64) -> Result<()> {
-        let p = prefix(op_id);
-        match self.by_prefix.get(&p) {
-            None => {
-                self.by_prefix.insert(p, seq);
+    fn add(&mut self, pair: (u64, u64)) {
+        self.recent.push(pair);
+        if self.recent.len() >= RECENT_MAX {
+            // Merge into a vector of exactly the size needed: no spare capacity.
+            self.recent.sort_unstable();
+            let mut merged = Vec::with_capacity(self.sorted.len() + self.recent.len());
+            let (mut a, mut b) = (self.sorted.iter().peekable(), self.recent.iter().peekable());
+            while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+                merged.push(
+                    if x <= y {
+                        a.next().copied()
+                    } else {
+                        b.next().copied()
+                    }
+                    .expect("peeked"),
+                );
             }
-            Some(&held) => {
-                if self.id_at(stream, held)?.as_deref() != Some(op_id)
-                    && !self.collisions.iter().any(|(id, _)| id == op_id)
-                {
-                    self.collisions.push((op_id.to_string(), seq));
-                }
-            }
+            merged.extend(a.copied());
+            merged.extend(b.copied());
+            self.sorted = merged;
+            self.recent = Vec::with_capacity(RECENT_MAX);
         }
-        Ok(())
+    }
+
+    /// Seqs of the records whose op id may be `op_id` (same prefix).
+    fn candidates(&self, p: u64) -> impl Iterator<Item = u64> + '_ {
+        let start = self.sorted.partition_point(|&(q, _)| q < p);
+        let sorted = self.sorted[start..]
+            .iter()
+            .take_while(move |&&(q, _)| q == p);
+        sorted
+            .chain(self.recent.iter().filter(move |&&(q, _)| q == p))
+            .map(|&(_, seq)| seq)
     }
 
     fn id_at(&self, stream: &Stream, seq: u64) -> Result<Option<String>> {
@@ -121,16 +142,12 @@ impl OpIds {
 
     /// The seq of the record holding `op_id`, if the stream has it.
     pub fn lookup(&self, stream: &Stream, op_id: &str) -> Result<Option<u64>> {
-        if let Some(&seq) = self.by_prefix.get(&prefix(op_id)) {
+        for seq in self.candidates(prefix(op_id)) {
             if self.id_at(stream, seq)?.as_deref() == Some(op_id) {
                 return Ok(Some(seq));
             }
         }
-        Ok(self
-            .collisions
-            .iter()
-            .find(|(id, _)| id == op_id)
-            .map(|&(_, seq)| seq))
+        Ok(None)
     }
 
     /// Write `.ids` for sealed segments that have none (best effort: it is
@@ -148,10 +165,11 @@ impl OpIds {
                 continue;
             }
             let mut pairs: Vec<(u64, u64)> = self
-                .by_prefix
+                .sorted
                 .iter()
-                .filter(|&(_, &s)| s >= first && s < next)
-                .map(|(&p, &s)| (p, s))
+                .chain(&self.recent)
+                .filter(|&&(_, s)| s >= first && s < next)
+                .copied()
                 .collect();
             pairs.sort_unstable_by_key(|&(_, s)| s);
             if write_ids(stream, segment, &pairs).is_some() {
@@ -223,4 +241,28 @@ fn write_ids(stream: &Stream, segment: &Segment, pairs: &[(u64, u64)]) -> Option
     bytes.extend_from_slice(&crc.to_le_bytes());
     let path = stream.dir().join(ids_file_name(segment.header.first_seq));
     crate::index::write_file(&**stream.backend(), &path, &bytes).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_merge_sorted_without_spare_room_and_shared_prefixes_keep_every_seq() {
+        let mut ids = OpIds::default();
+        for seq in 0..3000u64 {
+            ids.add((seq % 700, seq));
+        }
+        assert!(ids.sorted.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(
+            ids.sorted.capacity(),
+            ids.sorted.len(),
+            "16 bytes per id, no slack"
+        );
+        assert_eq!(ids.sorted.len() + ids.recent.len(), 3000);
+        let mut found: Vec<u64> = ids.candidates(5).collect();
+        found.sort_unstable();
+        assert_eq!(found, vec![5, 705, 1405, 2105, 2805]);
+        assert_eq!(prefix("sha256:00000000000000ff0000"), 0xff);
+    }
 }
