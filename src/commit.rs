@@ -423,5 +423,13 @@ impl StreamLog {
     }
 }
 
+impl std::fmt::Debug for StreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLog")
+            .field("durable_seq", &self.durable_seq())
+            .finish()
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom;

@@ -72,11 +72,3 @@ impl Iterator for Subscription {
         self.next_until(None)
     }
 }
-
-impl std::fmt::Debug for StreamLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamLog")
-            .field("durable_seq", &self.durable_seq())
-            .finish()
-    }
-}
