@@ -1,6 +1,8 @@
 //! Helpers shared by the scenario tests.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,334 @@
+//! A simulated disk for crash tests: it records every write and sync, keeps
+//! what was made durable apart from what was only written, and builds the
+//! disk images a power cut could leave.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use lamplog::backend::{Backend, BackendFile, LockGuard, Map, OpenMode};
+
+/// A mutating operation, in the order the store issued it.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Create(PathBuf, usize),
+    Write(usize, u64, Vec<u8>),
+    SetLen(usize, u64),
+    SyncFile(usize),
+    SyncDir(PathBuf),
+    Rename(PathBuf, PathBuf),
+    Remove(PathBuf),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    names: BTreeMap<PathBuf, usize>,
+    files: Vec<Vec<u8>>,
+    dirs: BTreeSet<PathBuf>,
+    log: Vec<Op>,
+}
+
+/// The disk; clone the `Arc` to share it between a store and the test.
+#[derive(Debug, Default, Clone)]
+pub struct SimDisk(Arc<Mutex<State>>);
+
+#[derive(Debug)]
+struct SimFile {
+    disk: SimDisk,
+    id: usize,
+}
+
+#[derive(Debug)]
+struct NoLock;
+impl LockGuard for NoLock {}
+
+/// What happens to writes that were not synced when the power went.
+#[derive(Debug, Clone, Copy)]
+pub enum Fate {
+    /// None of them reach the disk.
+    Lost,
+    /// All of them do.
+    Kept,
+    /// The first `n` do.
+    Prefix(usize),
+    /// Each 512-byte sector of each write independently arrives, stays old,
+    /// is zeroed, or holds garbage (seeded).
+    Torn(u64),
+}
+
+impl SimDisk {
+    /// Number of operations so far (a crash point).
+    pub fn ops(&self) -> usize {
+        self.0.lock().unwrap().log.len()
+    }
+
+    /// Indexes of the sync operations, the crash points worth checking.
+    pub fn sync_points(&self) -> Vec<usize> {
+        let state = self.0.lock().unwrap();
+        state
+            .log
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, Op::SyncFile(_) | Op::SyncDir(_)))
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    /// The disk after a power cut right after operation `at`: durable data
+    /// and directory entries, plus the unsynced writes as `fate` says.
+    /// With `entries_kept`, unsynced directory changes were persisted too
+    /// (ext4 often does); without, a file whose entry was never synced is gone.
+    pub fn crash_image(&self, at: usize, fate: Fate, entries_kept: bool) -> SimDisk {
+        let state = self.0.lock().unwrap();
+        let mut names: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        let mut durable_names: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        let mut durable: Vec<Vec<u8>> = Vec::new();
+        let mut pending: Vec<Vec<Op>> = Vec::new();
+        let mut current: Vec<Vec<u8>> = Vec::new();
+        for op in &state.log[..at] {
+            match op {
+                Op::Create(path, id) => {
+                    names.insert(path.clone(), *id);
+                    durable.resize(id + 1, Vec::new());
+                    pending.resize(id + 1, Vec::new());
+                    current.resize(id + 1, Vec::new());
+                }
+                Op::Write(id, offset, bytes) => {
+                    apply(&mut current[*id], op);
+                    let _ = (offset, bytes);
+                    pending[*id].push(op.clone());
+                }
+                Op::SetLen(id, _) => {
+                    apply(&mut current[*id], op);
+                    pending[*id].push(op.clone());
+                }
+                Op::SyncFile(id) => {
+                    durable[*id] = current[*id].clone();
+                    pending[*id].clear();
+                }
+                Op::SyncDir(dir) => {
+                    durable_names.retain(|p, _| p.parent() != Some(dir.as_path()));
+                    for (p, id) in &names {
+                        if p.parent() == Some(dir.as_path()) {
+                            durable_names.insert(p.clone(), *id);
+                        }
+                    }
+                }
+                Op::Rename(from, to) => {
+                    if let Some(id) = names.remove(from) {
+                        names.insert(to.clone(), id);
+                    }
+                }
+                Op::Remove(path) => {
+                    names.remove(path);
+                }
+            }
+        }
+        let mut rng = match fate {
+            Fate::Torn(seed) => seed | 1,
+            _ => 1,
+        };
+        let mut image = State {
+            dirs: state.dirs.clone(),
+            ..State::default()
+        };
+        let visible = if entries_kept { &names } else { &durable_names };
+        for (path, &id) in visible {
+            let mut bytes = durable[id].clone();
+            for (n, op) in pending[id].iter().enumerate() {
+                match fate {
+                    Fate::Lost => {}
+                    Fate::Kept => apply(&mut bytes, op),
+                    Fate::Prefix(k) if n < k => apply(&mut bytes, op),
+                    Fate::Prefix(_) => {}
+                    Fate::Torn(_) => tear(&mut bytes, op, &mut rng),
+                }
+            }
+            image.names.insert(path.clone(), image.files.len());
+            image.files.push(bytes);
+        }
+        SimDisk(Arc::new(Mutex::new(image)))
+    }
+}
+
+fn apply(bytes: &mut Vec<u8>, op: &Op) {
+    match op {
+        Op::Write(_, offset, data) => {
+            let end = *offset as usize + data.len();
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            bytes[*offset as usize..end].copy_from_slice(data);
+        }
+        Op::SetLen(_, len) => bytes.resize(*len as usize, 0),
+        _ => {}
+    }
+}
+
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+/// Apply a write sector by sector, each sector new, old, zeroed or garbage.
+fn tear(bytes: &mut Vec<u8>, op: &Op, rng: &mut u64) {
+    let Op::Write(_, offset, data) = op else {
+        return apply(bytes, op);
+    };
+    let end = *offset as usize + data.len();
+    if bytes.len() < end {
+        bytes.resize(end, 0);
+    }
+    let mut at = *offset as usize;
+    while at < end {
+        let sector_end = ((at / 512) + 1) * 512;
+        let stop = sector_end.min(end);
+        match next(rng) % 4 {
+            0 => bytes[at..stop]
+                .copy_from_slice(&data[at - *offset as usize..stop - *offset as usize]),
+            1 => {}
+            2 => bytes[at..stop].fill(0),
+            _ => bytes[at..stop]
+                .iter_mut()
+                .for_each(|b| *b = next(rng) as u8),
+        }
+        at = stop;
+    }
+}
+
+impl Backend for SimDisk {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.0.lock().unwrap();
+        for dir in path.ancestors() {
+            state.dirs.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let state = self.0.lock().unwrap();
+        if !state.dirs.contains(path) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        let children = state
+            .names
+            .keys()
+            .chain(state.dirs.iter())
+            .filter(|p| p.parent() == Some(path));
+        let mut names: Vec<String> = children
+            .filter_map(|p| p.file_name()?.to_str().map(String::from))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>> {
+        let mut state = self.0.lock().unwrap();
+        let id = match (state.names.get(path).copied(), mode) {
+            (Some(_), OpenMode::CreateNew) => return Err(io::ErrorKind::AlreadyExists.into()),
+            (Some(id), _) => id,
+            (None, OpenMode::CreateNew) => {
+                let id = state.files.len();
+                state.files.push(Vec::new());
+                state.names.insert(path.to_path_buf(), id);
+                state.log.push(Op::Create(path.to_path_buf(), id));
+                id
+            }
+            (None, _) => return Err(io::ErrorKind::NotFound.into()),
+        };
+        Ok(Arc::new(SimFile {
+            disk: self.clone(),
+            id,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.0.lock().unwrap();
+        let id = state.names.remove(from).ok_or(io::ErrorKind::NotFound)?;
+        state.names.insert(to.to_path_buf(), id);
+        state
+            .log
+            .push(Op::Rename(from.to_path_buf(), to.to_path_buf()));
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.0.lock().unwrap();
+        state.names.remove(path).ok_or(io::ErrorKind::NotFound)?;
+        state.log.push(Op::Remove(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .log
+            .push(Op::SyncDir(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn try_lock(&self, _: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        Ok(Some(Box::new(NoLock)))
+    }
+}
+
+impl BackendFile for SimFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.disk.0.lock().unwrap().files[self.id].len() as u64)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let state = self.disk.0.lock().unwrap();
+        let data = &state.files[self.id];
+        let src = data
+            .get(offset as usize..offset as usize + buf.len())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut state = self.disk.0.lock().unwrap();
+        let op = Op::Write(self.id, offset, buf.to_vec());
+        apply(&mut state.files[self.id], &op);
+        state.log.push(op);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.disk.0.lock().unwrap().log.push(Op::SyncFile(self.id));
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut state = self.disk.0.lock().unwrap();
+        let op = Op::SetLen(self.id, len);
+        apply(&mut state.files[self.id], &op);
+        state.log.push(op);
+        Ok(())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        if len > self.len()? {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
+
+    fn map(&self, len: u64) -> io::Result<Map> {
+        let state = self.disk.0.lock().unwrap();
+        let data = state.files[self.id]
+            .get(..len as usize)
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        Ok(Map {
+            bytes: Bytes::copy_from_slice(data),
+            live: false,
+        })
+    }
+}
