@@ -28,6 +28,31 @@ struct State {
     files: Vec<Vec<u8>>,
     dirs: BTreeSet<PathBuf>,
     log: Vec<Op>,
+    /// The fault to inject, and the write or sync (counted from 1) it hits.
+    fault: Option<(Fault, usize)>,
+    /// Writes and syncs so far.
+    io_count: usize,
+}
+
+/// An I/O failure the disk can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// fdatasync (or a directory fsync) fails with EIO.
+    SyncEio,
+    /// A write lands half, then fails with ENOSPC.
+    WriteEnospc,
+}
+
+impl State {
+    /// Count a write or sync; whether the fault fires on this one.
+    fn fires(&mut self, write: bool) -> bool {
+        self.io_count += 1;
+        match self.fault {
+            Some((Fault::SyncEio, n)) => !write && self.io_count >= n,
+            Some((Fault::WriteEnospc, n)) => write && self.io_count >= n,
+            None => false,
+        }
+    }
 }
 
 /// The disk; clone the `Arc` to share it between a store and the test.
@@ -59,6 +84,18 @@ pub enum Fate {
 }
 
 impl SimDisk {
+    /// From the `n`th write or sync on (counted from now), fail as `fault` says.
+    pub fn inject(&self, fault: Fault, n: usize) {
+        let mut state = self.0.lock().unwrap();
+        let at = state.io_count + n;
+        state.fault = Some((fault, at));
+    }
+
+    /// Stop injecting faults ("space was freed").
+    pub fn heal(&self) {
+        self.0.lock().unwrap().fault = None;
+    }
+
     /// Number of operations so far (a crash point).
     pub fn ops(&self) -> usize {
         self.0.lock().unwrap().log.len()
@@ -295,6 +332,12 @@ impl BackendFile for SimFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut state = self.disk.0.lock().unwrap();
+        if state.fires(true) {
+            let op = Op::Write(self.id, offset, buf[..buf.len() / 2].to_vec());
+            apply(&mut state.files[self.id], &op);
+            state.log.push(op);
+            return Err(io::Error::from_raw_os_error(28));
+        }
         let op = Op::Write(self.id, offset, buf.to_vec());
         apply(&mut state.files[self.id], &op);
         state.log.push(op);
@@ -302,7 +345,13 @@ impl BackendFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.disk.0.lock().unwrap().log.push(Op::SyncFile(self.id));
+        let mut state = self.disk.0.lock().unwrap();
+        if state.fires(false) {
+            // The kernel may have dropped the dirty pages: what the sync
+            // covered is not durable, and a retry must not say it is.
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        state.log.push(Op::SyncFile(self.id));
         Ok(())
     }
 
