@@ -32,6 +32,9 @@ struct State {
     fault: Option<(Fault, usize)>,
     /// Writes and syncs so far.
     io_count: usize,
+    /// The durable state the log starts from (a crash image's contents).
+    base_names: BTreeMap<PathBuf, usize>,
+    base_files: Vec<Vec<u8>>,
 }
 
 /// An I/O failure the disk can inject.
@@ -119,11 +122,11 @@ impl SimDisk {
     /// (ext4 often does); without, a file whose entry was never synced is gone.
     pub fn crash_image(&self, at: usize, fate: Fate, entries_kept: bool) -> SimDisk {
         let state = self.0.lock().unwrap();
-        let mut names: BTreeMap<PathBuf, usize> = BTreeMap::new();
-        let mut durable_names: BTreeMap<PathBuf, usize> = BTreeMap::new();
-        let mut durable: Vec<Vec<u8>> = Vec::new();
-        let mut pending: Vec<Vec<Op>> = Vec::new();
-        let mut current: Vec<Vec<u8>> = Vec::new();
+        let mut names = state.base_names.clone();
+        let mut durable_names = state.base_names.clone();
+        let mut durable = state.base_files.clone();
+        let mut pending: Vec<Vec<Op>> = vec![Vec::new(); durable.len()];
+        let mut current = state.base_files.clone();
         for op in &state.log[..at] {
             match op {
                 Op::Create(path, id) => {
@@ -186,6 +189,8 @@ impl SimDisk {
             image.names.insert(path.clone(), image.files.len());
             image.files.push(bytes);
         }
+        image.base_names = image.names.clone();
+        image.base_files = image.files.clone();
         SimDisk(Arc::new(Mutex::new(image)))
     }
 }

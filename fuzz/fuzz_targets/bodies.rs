@@ -1,0 +1,169 @@
+//! The bodies of the fuzz targets, shared with `tests/fuzz_corpus.rs`, which
+//! runs every committed corpus file through them on stable Rust.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use lamplog::{Durability, Options, RecoveryMode, Store};
+
+#[path = "../../tests/common/sim.rs"]
+mod sim;
+
+/// Arbitrary bytes into the frame decoder: it returns a frame or nothing,
+/// never panics, and a frame it returns re-encodes to the same bytes.
+pub fn frame_decode(data: &[u8]) {
+    let (salt, bytes) = match data {
+        [a, b, c, d, rest @ ..] => (u32::from_le_bytes([*a, *b, *c, *d]), rest),
+        _ => (0, data),
+    };
+    if let Some((seq, payload)) = lamplog::internals::decode_frame(bytes, salt, 1 << 16) {
+        assert!(payload.len() < bytes.len());
+        let mut out = Vec::new();
+        let _ = lamplog::internals::encode_frame(&mut out, seq, 0, payload, salt);
+        assert_eq!(out.len(), lamplog::format::FRAME_HEADER_LEN + payload.len());
+    }
+}
+
+/// Arbitrary bytes as a stream's tail segment (and, after a 0xff 0x00
+/// separator, its index file): open and read give a prefix of whole,
+/// verified records or a typed error; never a panic, hang or runaway
+/// allocation.
+pub fn segment_recover(data: &[u8]) {
+    let (segment, index) = match data.windows(2).position(|w| w == [0xff, 0x00]) {
+        Some(at) => (&data[..at], Some(&data[at + 2..])),
+        None => (data, None),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stream_dir = dir.path().join(lamplog::STREAMS_DIR).join("s");
+    std::fs::create_dir_all(&stream_dir).unwrap();
+    std::fs::write(stream_dir.join("00000000000000000001.seg"), segment).unwrap();
+    if let Some(index) = index {
+        std::fs::write(stream_dir.join("00000000000000000001.idx"), index).unwrap();
+    }
+    let small = Options {
+        segment_bytes_max: 1 << 20,
+        record_bytes_max: 1 << 16,
+        index_interval_bytes: 256,
+        ..Options::default()
+    };
+    for opts in [
+        Options {
+            read_only: true,
+            ..small.clone()
+        },
+        small.clone(),
+        Options {
+            recovery: RecoveryMode::Repair,
+            ..small.clone()
+        },
+    ] {
+        let Ok(store) = Store::open(dir.path(), opts.clone()) else {
+            continue;
+        };
+        let Ok(stream) = store.stream("s") else {
+            continue;
+        };
+        for (expected, record) in (1..).zip(stream.iter()) {
+            let Ok(record) = record else { break };
+            assert_eq!(record.seq(), expected);
+            assert!(
+                serde_json::from_slice::<serde::de::IgnoredAny>(record.payload()).is_ok(),
+                "a record that was never valid JSON"
+            );
+        }
+        if !opts.read_only {
+            stream.append(b"{}", Durability::Sync).unwrap();
+        }
+    }
+}
+
+/// Arbitrary sequences of append, batch, checkpoint, sync and
+/// crash-and-reopen against an in-memory model, on the simulated disk:
+/// after every crash the stream is a prefix of what was written that holds
+/// every acknowledged record.
+pub fn log_ops(data: &[u8]) {
+    let opts = Options {
+        segment_bytes_max: 2048,
+        record_bytes_max: 512,
+        index_interval_bytes: 128,
+        ..Options::default()
+    };
+    let mut disk = sim::SimDisk::default();
+    let mut store = Some(Store::open_with(Arc::new(disk.clone()), "/s", opts.clone()).unwrap());
+    // Every record written (seq - 1 -> payload), and how many are acknowledged durable.
+    let mut written: Vec<Vec<u8>> = Vec::new();
+    let mut acked = 0usize;
+    for (i, chunk) in data.chunks(2).enumerate().take(400) {
+        let (op, arg) = (chunk[0], *chunk.get(1).unwrap_or(&0));
+        let stream = store.as_ref().unwrap().stream("x").unwrap();
+        let payload = |k: usize| {
+            format!(
+                r#"{{"i":{i},"k":{k},"pad":"{}"}}"#,
+                "y".repeat(arg as usize % 200)
+            )
+            .into_bytes()
+        };
+        match op % 6 {
+            0 | 1 => {
+                let durability = if op % 6 == 0 {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                let a = stream.append(payload(0), durability).unwrap();
+                assert_eq!(a.seq as usize, written.len() + 1);
+                written.push(payload(0));
+                if durability == Durability::Sync {
+                    acked = written.len();
+                }
+            }
+            2 => {
+                let batch: Vec<Vec<u8>> = (0..1 + arg as usize % 4).map(payload).collect();
+                stream.append_batch(&batch, Durability::Sync).unwrap();
+                written.extend(batch);
+                acked = written.len();
+            }
+            3 => {
+                let c = stream.checkpoint(&format!("c{i}")).unwrap();
+                assert_eq!(c.record_seq as usize, written.len() + 1);
+                // The checkpoint record takes a seq; only data records are compared.
+                written.push(Vec::new());
+                acked = written.len();
+            }
+            4 => {
+                stream.sync().unwrap();
+                acked = written.len();
+            }
+            _ => {
+                drop(stream);
+                store.take().unwrap().abandon();
+                let fate = match arg % 4 {
+                    0 => sim::Fate::Lost,
+                    1 => sim::Fate::Kept,
+                    2 => sim::Fate::Prefix(arg as usize / 4 % 3),
+                    _ => sim::Fate::Torn(u64::from(arg) * 7919 + i as u64),
+                };
+                disk = disk.crash_image(disk.ops(), fate, arg & 0x40 != 0);
+                let reopened = Store::open_with(Arc::new(disk.clone()), "/s", opts.clone())
+                    .expect("a crash is never corruption");
+                let stream = reopened.stream("x").unwrap();
+                let records: Vec<_> = stream.iter().collect::<Result<Vec<_>, _>>().unwrap();
+                assert!(
+                    records.len() >= acked,
+                    "acknowledged records lost: {} < {acked}",
+                    records.len()
+                );
+                assert!(records.len() <= written.len());
+                for (n, r) in records.iter().enumerate() {
+                    if r.kind() == lamplog::Kind::Data {
+                        assert_eq!(r.payload(), written[n].as_slice(), "seq {} changed", n + 1);
+                    }
+                }
+                written.truncate(records.len());
+                acked = written.len();
+                drop(stream);
+                store = Some(reopened);
+            }
+        }
+    }
+}
