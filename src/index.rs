@@ -135,7 +135,7 @@ impl SparseIndex {
             && self
                 .entries
                 .last()
-                .is_none_or(|last| offset >= last.offset + self.interval);
+                .is_none_or(|last| offset >= last.offset.saturating_add(self.interval));
         if !due {
             return None;
         }

@@ -49,6 +49,7 @@ mod subscribe;
 mod sync;
 mod syncer;
 mod sys;
+mod verify;
 mod writer;
 
 pub use archive::{Archived, ARCHIVE_DIR};
@@ -64,6 +65,7 @@ pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};
 pub use stream::Stream;
 pub use subscribe::Subscription;
 pub use syncer::Stats;
+pub use verify::Verified;
 pub use writer::Appended;
 
 /// Size limits and layout constants of the on-disk format.
