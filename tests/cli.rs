@@ -205,3 +205,23 @@ fn bench_prints_one_json_object_per_configuration() {
     // The temporary store is gone afterwards.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn fsck_reports_damage_with_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    lamplog(&["append", d, "s"], &"{\"k\":\"v\"}\n".repeat(30));
+    let out = lamplog(&["fsck", d], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("30 records"), "{}", stdout(&out));
+    let seg = common::segments(dir.path(), "s").pop().unwrap();
+    let spans = common::frame_spans(&seg);
+    common::patch(&seg, spans[2].0 + 46, b"#");
+    let out = lamplog(&["fsck", d], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("offset {}", spans[2].0)),
+        "{}",
+        stderr(&out)
+    );
+}

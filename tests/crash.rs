@@ -306,3 +306,19 @@ fn injected_io_errors_never_lose_an_acknowledged_record() {
     }
     eprintln!("{injections} fault injections checked");
 }
+
+/// A read error during recovery is an error, never an early end of the log.
+#[test]
+fn a_read_error_during_recovery_is_an_error() {
+    let disk = SimDisk::default();
+    let acked = workload(&disk, 60);
+    assert!(!acked.is_empty());
+    disk.inject(Fault::ReadEio, 0);
+    match Store::open_with(Arc::new(disk.clone()), ROOT, opts()) {
+        Err(lamplog::Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(5)),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    disk.heal();
+    let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+    assert!(store.stream("s").unwrap().last_seq() >= acked.last().unwrap().0);
+}

@@ -44,16 +44,22 @@ pub enum Fault {
     SyncEio,
     /// A write lands half, then fails with ENOSPC.
     WriteEnospc,
+    /// Every read (and map) of a segment fails with EIO.
+    ReadEio,
 }
 
 impl State {
+    fn reads_fail(&self) -> bool {
+        matches!(self.fault, Some((Fault::ReadEio, _)))
+    }
+
     /// Count a write or sync; whether the fault fires on this one.
     fn fires(&mut self, write: bool) -> bool {
         self.io_count += 1;
         match self.fault {
             Some((Fault::SyncEio, n)) => !write && self.io_count >= n,
             Some((Fault::WriteEnospc, n)) => write && self.io_count >= n,
-            None => false,
+            Some((Fault::ReadEio, _)) | None => false,
         }
     }
 }
@@ -327,6 +333,9 @@ impl BackendFile for SimFile {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let state = self.disk.0.lock().unwrap();
+        if state.reads_fail() {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         let data = &state.files[self.id];
         let src = data
             .get(offset as usize..offset as usize + buf.len())
@@ -377,6 +386,9 @@ impl BackendFile for SimFile {
 
     fn map(&self, len: u64) -> io::Result<Map> {
         let state = self.disk.0.lock().unwrap();
+        if state.reads_fail() {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         let data = state.files[self.id]
             .get(..len as usize)
             .ok_or(io::ErrorKind::UnexpectedEof)?;
