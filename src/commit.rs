@@ -252,7 +252,12 @@ impl StreamLog {
     /// and not yet begun (it will cover everything written before it begins).
     fn request_sync(self: &Arc<Self>) {
         if !self.sync_requested.swap(true, Ordering::AcqRel) {
-            self.syncer.request(self.clone());
+            if !self.syncer.request(self.clone()) {
+                // The syncer is stopping (its store is closing): every
+                // waiter must still be answered, so sync here.
+                self.sync_requested.store(false, Ordering::Release);
+                self.sync_inline();
+            }
         } else if self.syncer.gathering.load(Ordering::Acquire) {
             self.syncer.wake.notify_one();
         }

@@ -77,9 +77,17 @@ impl SyncerShared {
         !self.busy.load(Ordering::Acquire) && self.waiting.load(Ordering::Acquire) <= 1
     }
 
-    pub(crate) fn request(&self, log: Arc<StreamLog>) {
-        self.queue.lock().requests.push(log);
+    /// Queue a sync of `log`; `false` if the syncer is shutting down and
+    /// the caller must sync itself.
+    pub(crate) fn request(&self, log: Arc<StreamLog>) -> bool {
+        let mut queue = self.queue.lock();
+        if queue.shutdown {
+            return false;
+        }
+        queue.requests.push(log);
+        drop(queue);
         self.wake.notify_one();
+        true
     }
 
     fn run(&self, mut engine: SyncEngine) {

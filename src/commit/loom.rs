@@ -217,3 +217,25 @@ fn a_failed_sync_answers_every_waiter_with_an_error() {
         drop(syncer);
     });
 }
+
+#[test]
+fn waiters_are_answered_when_the_syncer_shuts_down() {
+    model(|| {
+        let (file, log, syncer) = stream();
+        let appenders: Vec<_> = (0..2)
+            .map(|_| {
+                let (log, file) = (log.clone(), file.clone());
+                loom::thread::spawn(move || {
+                    let appended = log.append(PAYLOAD, 0, true).expect("no fault injected");
+                    assert!(*file.durable.lock().unwrap() >= record_end(appended.seq));
+                })
+            })
+            .collect();
+        // The store closes while the appenders wait (or before they ask).
+        drop(syncer);
+        for appender in appenders {
+            appender.join().unwrap();
+        }
+        drop(log);
+    });
+}
