@@ -21,11 +21,10 @@
 //! `docs/FORMAT.md` is the authority; this comment mirrors it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 

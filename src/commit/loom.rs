@@ -135,15 +135,27 @@ fn limits() -> WriterLimits {
 
 /// A stream over a fresh in-memory disk, and its syncer.
 fn stream() -> (std::sync::Arc<MemFile>, Arc<StreamLog>, Syncer) {
+    let (disk, log, syncer, _) = stream_with(limits());
+    (disk.segment(), log, syncer)
+}
+
+fn stream_with(
+    limits: WriterLimits,
+) -> (
+    std::sync::Arc<MemDisk>,
+    Arc<StreamLog>,
+    Syncer,
+    std::sync::Arc<SegmentList>,
+) {
     let disk = std::sync::Arc::new(MemDisk::default());
     let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(disk.clone());
     let segments = std::sync::Arc::new(SegmentList::default());
-    let io = SegmentIo::create(backend, PathBuf::from("s"), "s", limits(), segments)
+    let io = SegmentIo::create(backend, PathBuf::from("s"), "s", limits, segments.clone())
         .expect("in-memory create");
-    let encoder = Encoder::new(limits(), io.active());
+    let encoder = Encoder::new(limits, io.active());
     let syncer = Syncer::start(Duration::from_millis(100), IoBackend::Pwrite);
-    let log = StreamLog::new(encoder, io, &syncer, limits());
-    (disk.segment(), log, syncer)
+    let log = StreamLog::new(encoder, io, &syncer, limits);
+    (disk, log, syncer, segments)
 }
 
 fn record_end(seq: u64) -> usize {
