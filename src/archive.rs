@@ -20,7 +20,6 @@ use crate::stream::Stream;
 /// The folder archived segments are moved into, in the stream's folder.
 pub const ARCHIVE_DIR: &str = "archive";
 const MARKER_FILE: &str = "archive.json";
-const MARKER_TEMP: &str = "archive.json.tmp";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
@@ -51,21 +50,8 @@ pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> Option<u64> {
 }
 
 fn write_marker(backend: &dyn Backend, dir: &Path, live_from_seq: u64) -> Result<()> {
-    let (temp, path) = (dir.join(MARKER_TEMP), dir.join(MARKER_FILE));
-    let _ = backend.remove_file(&temp);
-    let file = backend
-        .open(&temp, OpenMode::CreateNew)
-        .map_err(io_err("create", &temp))?;
     let bytes = serde_json::to_vec(&Marker { live_from_seq }).expect("a marker serialises");
-    file.write_all_at(&bytes, 0)
-        .map_err(io_err("write", &temp))?;
-    file.sync_data().map_err(io_err("fdatasync", &temp))?;
-    backend
-        .rename(&temp, &path)
-        .map_err(io_err("rename", &temp))?;
-    backend
-        .sync_dir(dir)
-        .map_err(io_err("fsync directory", dir))
+    crate::backend::replace_file(backend, dir, MARKER_FILE, &bytes)
 }
 
 impl Stream {

@@ -93,6 +93,33 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     }
 }
 
+/// Replace `dir/name` with `bytes` atomically and durably: write
+/// `dir/name.tmp`, fdatasync it, rename it over `name`, fsync `dir`. After a
+/// crash the file holds either the old or the new bytes, never a mix.
+pub(crate) fn replace_file(
+    backend: &dyn Backend,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> crate::error::Result<()> {
+    use crate::error::io_err;
+    let temp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let _ = backend.remove_file(&temp);
+    let file = backend
+        .open(&temp, OpenMode::CreateNew)
+        .map_err(io_err("create", &temp))?;
+    file.write_all_at(bytes, 0)
+        .map_err(io_err("write", &temp))?;
+    file.sync_data().map_err(io_err("fdatasync", &temp))?;
+    backend
+        .rename(&temp, &path)
+        .map_err(io_err("rename", &temp))?;
+    backend
+        .sync_dir(dir)
+        .map_err(io_err("fsync directory", dir))
+}
+
 /// The real filesystem through `std::fs`, `rustix` and `memmap2`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdBackend;

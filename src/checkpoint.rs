@@ -8,14 +8,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, OpenMode};
-use crate::error::{io_err, Error, Result};
+use crate::error::{Error, Result};
 use crate::frame::Kind;
 use crate::reader::{Iter, Record};
 use crate::stream::Stream;
 
 /// Name of the derived file beside a stream's segments.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-const CHECKPOINT_TEMP: &str = "checkpoint.json.tmp";
 /// Longest snapshot id accepted, in bytes.
 pub const SNAPSHOT_ID_LEN_MAX: usize = 1024;
 
@@ -84,23 +83,9 @@ pub(crate) fn read_file(backend: &dyn Backend, dir: &Path) -> Option<Checkpoint>
 /// Replace `checkpoint.json` atomically: write a temporary file, sync it,
 /// rename it over the old one, sync the folder.
 pub(crate) fn write_file(backend: &dyn Backend, dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
-    let temp = dir.join(CHECKPOINT_TEMP);
-    let path = dir.join(CHECKPOINT_FILE);
-    let _ = backend.remove_file(&temp);
-    let file = backend
-        .open(&temp, OpenMode::CreateNew)
-        .map_err(io_err("create", &temp))?;
     let mut bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint serialises");
     bytes.push(b'\n');
-    file.write_all_at(&bytes, 0)
-        .map_err(io_err("write", &temp))?;
-    file.sync_data().map_err(io_err("fdatasync", &temp))?;
-    backend
-        .rename(&temp, &path)
-        .map_err(io_err("rename", &temp))?;
-    backend
-        .sync_dir(dir)
-        .map_err(io_err("fsync directory", dir))
+    crate::backend::replace_file(backend, dir, CHECKPOINT_FILE, &bytes)
 }
 
 impl Stream {
