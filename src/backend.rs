@@ -93,6 +93,21 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     }
 }
 
+/// Create the file `path` with `bytes` and fdatasync it (its directory
+/// entry is the caller's to sync).
+pub(crate) fn write_new_file(
+    backend: &dyn Backend,
+    path: &Path,
+    bytes: &[u8],
+) -> crate::error::Result<()> {
+    use crate::error::io_err;
+    let file = backend
+        .open(path, OpenMode::CreateNew)
+        .map_err(io_err("create", path))?;
+    file.write_all_at(bytes, 0).map_err(io_err("write", path))?;
+    file.sync_data().map_err(io_err("fdatasync", path))
+}
+
 /// Replace `dir/name` with `bytes` atomically and durably: write
 /// `dir/name.tmp`, fdatasync it, rename it over `name`, fsync `dir`. After a
 /// crash the file holds either the old or the new bytes, never a mix.
@@ -104,16 +119,10 @@ pub(crate) fn replace_file(
 ) -> crate::error::Result<()> {
     use crate::error::io_err;
     let temp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
     let _ = backend.remove_file(&temp);
-    let file = backend
-        .open(&temp, OpenMode::CreateNew)
-        .map_err(io_err("create", &temp))?;
-    file.write_all_at(bytes, 0)
-        .map_err(io_err("write", &temp))?;
-    file.sync_data().map_err(io_err("fdatasync", &temp))?;
+    write_new_file(backend, &temp, bytes)?;
     backend
-        .rename(&temp, &path)
+        .rename(&temp, &dir.join(name))
         .map_err(io_err("rename", &temp))?;
     backend
         .sync_dir(dir)

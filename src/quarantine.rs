@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, OpenMode};
+use crate::backend::Backend;
 use crate::clock::now_us;
 use crate::error::{io_err, CorruptionKind, Result};
 
@@ -82,12 +82,7 @@ pub(crate) fn keep_bytes(
 ) -> Result<PathBuf> {
     let dir = quarantine_dir(backend, stream_dir)?;
     let path = dir.join(target_name(segment, offset));
-    let file = backend
-        .open(&path, OpenMode::CreateNew)
-        .map_err(io_err("create", &path))?;
-    file.write_all_at(bytes, 0)
-        .map_err(io_err("write", &path))?;
-    file.sync_data().map_err(io_err("fdatasync", &path))?;
+    crate::backend::write_new_file(backend, &path, bytes)?;
     backend
         .sync_dir(&dir)
         .map_err(io_err("fsync directory", &dir))?;
