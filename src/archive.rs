@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, OpenMode};
+use crate::backend::Backend;
 use crate::checkpoint::Checkpoint;
 use crate::error::{io_err, Error, Result};
 use crate::segment::{index_file_name, segment_file_name};
@@ -40,10 +40,7 @@ pub struct Archived {
 
 /// The first seq of the live log, if segments were archived.
 pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> Option<u64> {
-    let file = backend.open(&dir.join(MARKER_FILE), OpenMode::Read).ok()?;
-    let len = file.len().ok().filter(|&l| l < 4096)?;
-    let mut bytes = vec![0; len as usize];
-    file.read_exact_at(&mut bytes, 0).ok()?;
+    let bytes = crate::backend::read_small_file(backend, &dir.join(MARKER_FILE), 4096)?;
     serde_json::from_slice::<Marker>(&bytes)
         .ok()
         .map(|m| m.live_from_seq)

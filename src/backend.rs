@@ -93,6 +93,17 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     }
 }
 
+/// The whole of a small derived file (an index, a marker), or `None` if it
+/// is missing, unreadable, or longer than `len_max` (so a garbage file can
+/// never cause a large allocation).
+pub(crate) fn read_small_file(backend: &dyn Backend, path: &Path, len_max: u64) -> Option<Vec<u8>> {
+    let file = backend.open(path, OpenMode::Read).ok()?;
+    let len = file.len().ok().filter(|&len| len <= len_max)?;
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    Some(bytes)
+}
+
 /// Create the file `path` with `bytes` and fdatasync it (its directory
 /// entry is the caller's to sync).
 pub(crate) fn write_new_file(

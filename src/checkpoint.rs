@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, OpenMode};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::frame::Kind;
 use crate::reader::{Iter, Record};
@@ -69,14 +69,11 @@ impl Checkpoint {
 
 /// Read `checkpoint.json`; `None` if missing or not a checkpoint.
 pub(crate) fn read_file(backend: &dyn Backend, dir: &Path) -> Option<Checkpoint> {
-    let path = dir.join(CHECKPOINT_FILE);
-    let file = backend.open(&path, OpenMode::Read).ok()?;
-    let len = file.len().ok()?;
-    if len > 4 * SNAPSHOT_ID_LEN_MAX as u64 {
-        return None;
-    }
-    let mut bytes = vec![0; len as usize];
-    file.read_exact_at(&mut bytes, 0).ok()?;
+    let bytes = crate::backend::read_small_file(
+        backend,
+        &dir.join(CHECKPOINT_FILE),
+        4 * SNAPSHOT_ID_LEN_MAX as u64,
+    )?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -288,14 +288,7 @@ pub(crate) fn read_file(
     first_seq: u64,
     len_max: u64,
 ) -> Option<ParsedIndex> {
-    let file = backend.open(path, OpenMode::Read).ok()?;
-    let len = file.len().ok()?;
-    if len > len_max {
-        return None;
-    }
-    let len = usize::try_from(len).ok()?;
-    let mut bytes = vec![0u8; len];
-    file.read_exact_at(&mut bytes, 0).ok()?;
+    let bytes = crate::backend::read_small_file(backend, path, len_max)?;
     parse_file(&bytes, salt, first_seq)
 }
 

@@ -12,7 +12,6 @@
 //!            | count x (prefix u64, seq u64) | crc u32 (CRC-32 of everything before it)
 //! ```
 
-use crate::backend::OpenMode;
 use crate::error::Result;
 use crate::frame::Kind;
 use crate::segment::Segment;
@@ -194,13 +193,14 @@ fn op_id_of(payload: &[u8]) -> Option<String> {
 
 fn read_ids(stream: &Stream, segment: &Segment) -> Option<Vec<(u64, u64)>> {
     let path = stream.dir().join(ids_file_name(segment.header.first_seq));
-    let file = stream.backend().open(&path, OpenMode::Read).ok()?;
-    let len = usize::try_from(file.len().ok()?).ok()?;
+    // A segment holds at most one record per smallest frame.
+    let records_max = segment.end() / crate::frame::frame_len(1) as u64 + 1;
+    let len_max = (HEADER_LEN + 4) as u64 + records_max * PAIR_LEN as u64;
+    let bytes = crate::backend::read_small_file(&**stream.backend(), &path, len_max)?;
+    let len = bytes.len();
     if len < HEADER_LEN + 4 || (len - HEADER_LEN - 4) % PAIR_LEN != 0 {
         return None;
     }
-    let mut bytes = vec![0; len];
-    file.read_exact_at(&mut bytes, 0).ok()?;
     let (body, crc) = bytes.split_at(len - 4);
     let u32_at =
         |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));

@@ -79,13 +79,7 @@ fn a_crash_during_archiving_or_a_lost_marker() {
     }
     // The marker was written but no segment moved yet: the log is whole.
     let segs = segments(dir.path(), "s");
-    let third: u64 = segs[2]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let third = first_seq_of(&segs[2]);
     fs::write(
         stream_dir(dir.path(), "s").join("archive.json"),
         format!(r#"{{"live_from_seq":{third}}}"#),

@@ -372,13 +372,7 @@ fn damage_in_a_sealed_segment_is_reported_by_readers() {
         }
         other => panic!("expected corruption, got {other:?}"),
     }
-    let first_seq_of_victim: u64 = victim
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_seq_of_victim = first_seq_of(victim);
     assert_eq!(good, first_seq_of_victim - 1 + 3);
     // A seek past the damage still works; a get of the damaged record is an error.
     assert!(stream.get(first_seq_of_victim + 3).is_err());

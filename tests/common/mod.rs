@@ -41,6 +41,17 @@ pub fn segments(root: &Path, stream: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The first seq a segment file is named by.
+pub fn first_seq_of(segment: &Path) -> u64 {
+    segment
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Files in a stream's quarantine folder.
 pub fn quarantined(root: &Path, stream: &str) -> Vec<PathBuf> {
     let dir = stream_dir(root, stream).join(lamplog::QUARANTINE_DIR);
