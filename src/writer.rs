@@ -512,8 +512,10 @@ impl SegmentIo {
             end: self.written.end,
         };
         self.write_index_bytes(&index::encode_seal(&seal, self.active.header.salt));
-        // Readers that reach the end of a sealed segment look for the next
-        // one, so it must be listed before the old one is marked sealed.
+        // List the next segment before sealing this one, so that a sealed
+        // segment always has a successor. (Readers do not depend on the
+        // order: they stop at `last_seq`, which advances only once the next
+        // segment's records are published; the loom model of rolls checks it.)
         self.segments.push(next.clone());
         self.active.seal();
         let first_seq = next.header.first_seq;
