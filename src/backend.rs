@@ -69,9 +69,9 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// Truncate or extend (with zeros) to `len`.
     fn set_len(&self, len: u64) -> io::Result<()>;
-    /// Extend to at least `len` with zeroed, allocated space (fallocate where
-    /// the filesystem has it), so later writes below `len` need not update
-    /// the file's size.
+    /// Extend to at least `len` with zeros that are written, not only
+    /// reserved, so that once synced, later writes below `len` change no
+    /// metadata: neither the file's size nor (on ext4) an unwritten extent.
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// A view of `[0, len)`; `len` must not exceed the file's length.
     fn map(&self, len: u64) -> io::Result<Map>;
@@ -238,24 +238,36 @@ impl BackendFile for StdFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
+        /// Zeros to write from; in the zero-initialized data segment, so
+        /// it costs no binary size.
+        static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
         let current = self.len()?;
         if len <= current {
             return Ok(());
         }
+        // Reserve the space first (an early ENOSPC, contiguous blocks);
+        // filesystems without fallocate get the space from the writes.
         match rustix::fs::fallocate(
             &self.0,
             rustix::fs::FallocateFlags::empty(),
             current,
             len - current,
         ) {
-            Ok(()) => Ok(()),
-            // Filesystems without fallocate still get a sparse extension,
-            // which keeps the file length stable across writes.
-            Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {
-                self.0.set_len(len)
-            }
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
         }
+        // fallocate leaves ext4 extents "unwritten": the first write into
+        // each block converts it, and the fdatasync after that write must
+        // then commit the conversion. Writing the zeros now moves that cost
+        // out of the appends' syncs (measured here: an fdatasync of 3.2 KB
+        // takes 190 us into fallocated space, 140 us into written zeros).
+        let mut at = current;
+        while at < len {
+            let n = (len - at).min(ZEROS.len() as u64);
+            self.0.write_all_at(&ZEROS[..n as usize], at)?;
+            at += n;
+        }
+        Ok(())
     }
 
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -277,5 +289,29 @@ impl BackendFile for StdFile {
             bytes: crate::sys::mmap::map(&self.0, len)?,
             live: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocate_extends_with_zeros_and_keeps_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = StdBackend.open(&path, OpenMode::CreateNew).unwrap();
+        file.write_all_at(b"head", 0).unwrap();
+        // More than one pass of the zero buffer, not a multiple of it.
+        let len = (3 << 20) + 5;
+        file.allocate(len).unwrap();
+        assert_eq!(file.len().unwrap(), len);
+        let mut bytes = vec![1u8; len as usize];
+        file.read_exact_at(&mut bytes, 0).unwrap();
+        assert_eq!(&bytes[..4], b"head");
+        assert!(bytes[4..].iter().all(|&b| b == 0));
+        // Never shrinks.
+        file.allocate(10).unwrap();
+        assert_eq!(file.len().unwrap(), len);
     }
 }

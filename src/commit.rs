@@ -18,8 +18,9 @@
 //!   batch of requests gathers.
 //!
 //! Acknowledging position P means every frame of the stream up to P is
-//! written (Buffered) or on disk (Sync). A failed write or sync poisons the
-//! stream (a failed fsync the whole store): every waiter not yet covered
+//! written (Buffered) or on disk (Sync). A failed write poisons the stream,
+//! a failed fdatasync (the syncer's or the writer's own, before a roll or
+//! after preallocating) the whole store: every waiter not yet covered
 //! gets the error and later appends get `Error::Poisoned`; reopening
 //! recovers from what is on disk.
 
@@ -258,7 +259,7 @@ impl StreamLog {
                 self.sync_requested.store(false, Ordering::Release);
                 self.sync_inline();
             }
-        } else if self.syncer.gathering.load(Ordering::Acquire) {
+        } else if self.syncer.batch_complete() {
             self.syncer.wake.notify_one();
         }
     }
@@ -300,8 +301,13 @@ impl StreamLog {
                         self.advance(io.written(), io.written_pos(), rolled)
                     }
                     Err(e) => {
+                        let poison = if io.sync_failed() {
+                            &*self.store_poison
+                        } else {
+                            &self.poison
+                        };
                         drop(io);
-                        self.fail(&self.poison, e.to_string());
+                        self.fail(poison, e.to_string());
                         let mut state = self.encoder.lock();
                         state.encoder.discard_pending();
                         state.flushing = false;

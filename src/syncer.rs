@@ -62,19 +62,32 @@ pub(crate) struct SyncerShared {
     pub(crate) counters: Counters,
     /// Appends waiting for a sync that has not begun yet.
     pub(crate) waiting: AtomicU64,
-    /// Whether the syncer is gathering a batch (requests should wake it).
-    pub(crate) gathering: AtomicBool,
+    /// While the syncer gathers a batch, how many waiting appends end the
+    /// gathering (0 otherwise): only the request that completes the batch
+    /// wakes the syncer, not every request on the way there.
+    pub(crate) gather_target: AtomicU64,
     /// Whether the syncer is gathering or syncing a batch.
     pub(crate) busy: AtomicBool,
+    /// Appends the syncer's last batch covered.
+    pub(crate) last_batch: AtomicU64,
     pub(crate) io_backend: IoBackend,
     pub(crate) io_fallback: Option<String>,
 }
 
 impl SyncerShared {
-    /// Whether the one append waiting for a sync is the caller's and the
-    /// syncer is not at work.
+    /// Whether a request should wake the gathering syncer: its batch is complete.
+    pub(crate) fn batch_complete(&self) -> bool {
+        let target = self.gather_target.load(Ordering::Acquire);
+        target > 0 && self.waiting.load(Ordering::Acquire) >= target
+    }
+
+    /// Whether the one append waiting for a sync is the caller's, the
+    /// syncer is not at work, and its last batch was a lone append too (so
+    /// no other appenders are about to come back).
     pub(crate) fn idle_but_for_one(&self) -> bool {
-        !self.busy.load(Ordering::Acquire) && self.waiting.load(Ordering::Acquire) <= 1
+        !self.busy.load(Ordering::Acquire)
+            && self.waiting.load(Ordering::Acquire) <= 1
+            && self.last_batch.load(Ordering::Acquire) <= 1
     }
 
     /// Queue a sync of `log`; `false` if the syncer is shutting down and
@@ -86,7 +99,9 @@ impl SyncerShared {
         }
         queue.requests.push(log);
         drop(queue);
-        self.wake.notify_one();
+        if self.gather_target.load(Ordering::Acquire) == 0 || self.batch_complete() {
+            self.wake.notify_one();
+        }
         true
     }
 
@@ -119,6 +134,7 @@ impl SyncerShared {
                 }
             };
             let requests = self.waiting.swap(0, Ordering::AcqRel);
+            self.last_batch.store(requests, Ordering::Release);
             let started = gather.clock();
             let mut logs: Vec<Arc<StreamLog>> = Vec::with_capacity(batch.len());
             for log in batch {
@@ -184,7 +200,7 @@ impl Gather {
             return queue;
         }
         let deadline = start + self.sync_time / 2;
-        shared.gathering.store(true, Ordering::Release);
+        shared.gather_target.store(self.expected, Ordering::Release);
         while shared.waiting.load(Ordering::Acquire) < self.expected && !queue.shutdown {
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -192,7 +208,7 @@ impl Gather {
             }
             (queue, _) = shared.wake.wait_timeout(queue, deadline - now);
         }
-        shared.gathering.store(false, Ordering::Release);
+        shared.gather_target.store(0, Ordering::Release);
         queue
     }
 
@@ -227,8 +243,9 @@ impl Syncer {
             interval,
             counters: Counters::default(),
             waiting: AtomicU64::new(0),
-            gathering: AtomicBool::new(false),
+            gather_target: AtomicU64::new(0),
             busy: AtomicBool::new(false),
+            last_batch: AtomicU64::new(0),
             io_backend: engine.backend(),
             io_fallback,
         });

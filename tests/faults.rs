@@ -143,6 +143,46 @@ fn a_failed_fdatasync_poisons_the_store_and_reopen_recovers() {
 }
 
 #[test]
+fn a_failed_fdatasync_of_the_writer_itself_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faulty::default());
+    // No interval syncs: the only fdatasync is the one before a roll.
+    let opts = Options {
+        sync_interval_us: 3_600_000_000,
+        ..small_opts()
+    };
+    let store =
+        Store::open_with(Arc::new(FaultyBackend(faults.clone())), dir.path(), opts).unwrap();
+    let stream = store.stream("s").unwrap();
+    let other = store.stream("other").unwrap();
+    fill(&stream, 0..20, Durability::Sync);
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    // Buffered appends until the segment rolls: its fdatasync fails.
+    let failed = (20..1000)
+        .map(|i| stream.append(payload(i), Durability::Buffered))
+        .find_map(Result::err);
+    match failed {
+        Some(Error::Poisoned { cause }) => assert!(cause.contains("fdatasync"), "{cause}"),
+        other => panic!("expected the roll's fdatasync to fail, got {other:?}"),
+    }
+    // The kernel may have dropped pages of the failed sync, which a later
+    // sync of the same file could report as durable: the whole store stops.
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        other.append(payload(0), Durability::Sync),
+        Err(Error::Poisoned { .. })
+    ));
+    drop((stream, other, store));
+    // Reopening recovers a prefix that holds every acknowledged record.
+    let store = open(dir.path(), small_opts());
+    let records = read_all(&store.stream("s").unwrap());
+    assert!(records.len() >= 20, "{} records", records.len());
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.payload(), payload(i as u64).as_slice());
+    }
+}
+
+#[test]
 fn a_failed_write_fails_its_batch_and_the_log_stays_recoverable() {
     let dir = tempfile::tempdir().unwrap();
     let (store, faults) = faulty_store(dir.path());

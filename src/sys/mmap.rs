@@ -20,7 +20,7 @@ pub(crate) fn map(file: &File, len: u64) -> io::Result<Bytes> {
     // - `len` never exceeds the file's length (the caller checks), and a
     //   segment file never shrinks while it is mapped: files are truncated only
     //   by recovery, before any map of them exists, and the writer only grows
-    //   a segment (fallocate) or writes past the end that readers were told.
+    //   a segment (preallocation) or writes past the end that readers were told.
     // - Bytes below a segment's published end are never written again (the
     //   log is append-only), and readers only look below that end, so no
     //   reader observes a byte while it changes.
