@@ -70,8 +70,9 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     /// Truncate or extend (with zeros) to `len`.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Extend to at least `len` with zeros that are written, not only
-    /// reserved, so that once synced, later writes below `len` change no
-    /// metadata: neither the file's size nor (on ext4) an unwritten extent.
+    /// reserved, so that once the next sync has made them durable, later
+    /// writes below `len` change no metadata: neither the file's size nor
+    /// (on ext4) an unwritten extent.
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// A view of `[0, len)`; `len` must not exceed the file's length.
     fn map(&self, len: u64) -> io::Result<Map>;
@@ -238,9 +239,12 @@ impl BackendFile for StdFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        /// Zeros to write from; in the zero-initialized data segment, so
-        /// it costs no binary size.
-        static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+        /// Zeros are written in pieces this small on purpose: the kernel
+        /// sizes page-cache folios by the write, and every later small
+        /// append into a large folio walks all of its blocks (measured
+        /// here: buffered appends at 290k/s after 1 MiB writes of zeros,
+        /// 500k/s after 16 KiB writes).
+        static ZEROS: [u8; 16 << 10] = [0; 16 << 10];
         let current = self.len()?;
         if len <= current {
             return Ok(());
@@ -259,8 +263,9 @@ impl BackendFile for StdFile {
         // fallocate leaves ext4 extents "unwritten": the first write into
         // each block converts it, and the fdatasync after that write must
         // then commit the conversion. Writing the zeros now moves that cost
-        // out of the appends' syncs (measured here: an fdatasync of 3.2 KB
-        // takes 190 us into fallocated space, 140 us into written zeros).
+        // into one sync per step instead of every append's sync (measured
+        // here: an fdatasync of 3.2 KB takes 190 us into fallocated space,
+        // 140 us into written zeros).
         let mut at = current;
         while at < len {
             let n = (len - at).min(ZEROS.len() as u64);

@@ -19,8 +19,8 @@
 //!
 //! Acknowledging position P means every frame of the stream up to P is
 //! written (Buffered) or on disk (Sync). A failed write poisons the stream,
-//! a failed fdatasync (the syncer's or the writer's own, before a roll or
-//! after preallocating) the whole store: every waiter not yet covered
+//! a failed fdatasync (the syncer's or the writer's own, before a roll)
+//! the whole store: every waiter not yet covered
 //! gets the error and later appends get `Error::Poisoned`; reopening
 //! recovers from what is on disk.
 

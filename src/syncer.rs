@@ -156,7 +156,7 @@ impl SyncerShared {
                     .fsync_us
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             }
-            gather.learn(requests, started);
+            gather.learn(requests, files.len(), started);
             self.busy.store(false, Ordering::Release);
         }
     }
@@ -167,7 +167,7 @@ impl SyncerShared {
 /// the others are still waking up. So when the last sync covered more
 /// requests than are waiting now, the syncer waits for them to arrive,
 /// for at most half of a recent sync's duration. A lone writer (last batch
-/// of one) never waits.
+/// of one) never waits, nor do batches of about one append per file.
 #[derive(Debug, Default)]
 struct Gather {
     /// Requests the last sync covered.
@@ -212,8 +212,16 @@ impl Gather {
         queue
     }
 
-    fn learn(&mut self, requests: u64, started: Option<std::time::Instant>) {
-        self.expected = requests;
+    fn learn(&mut self, requests: u64, files: usize, started: Option<std::time::Instant>) {
+        // Waiting pays when the appends share their files' syncs. With about
+        // one append per file (many streams, a writer each), every file
+        // costs a sync of its own however the batch is cut, and waiting only
+        // leaves the disk idle while the next appends are ready.
+        self.expected = if requests >= 2 * files as u64 {
+            requests
+        } else {
+            0
+        };
         if let Some(started) = started {
             let took = started.elapsed();
             // A moving estimate: one slow sync should not stretch every wait.

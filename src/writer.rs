@@ -24,8 +24,9 @@ use crate::segment::{
 };
 
 /// Smallest and largest step by which a segment file is preallocated. A
-/// step is written with zeros and synced while appenders wait (about 0.9 ms
-/// per MiB here), so the largest step bounds that pause.
+/// step is written with zeros while appenders wait, and the next sync
+/// carries them (about 0.9 ms per MiB here), so the largest step bounds
+/// those pauses.
 const GROW_STEP_MIN: u64 = 64 << 10;
 const GROW_STEP_MAX: u64 = 1 << 20;
 
@@ -468,7 +469,7 @@ impl SegmentIo {
         Ok(rolled)
     }
 
-    /// fdatasync the active segment (before a roll, after preallocating).
+    /// fdatasync the active segment (before a roll).
     fn sync(&mut self) -> Result<()> {
         let synced = self.file.sync_data();
         self.sync_failed |= synced.is_err();
@@ -494,8 +495,6 @@ impl SegmentIo {
         self.file
             .allocate(target)
             .map_err(io_err("preallocate", &self.active.path))?;
-        // Sync the zeros now, so that the appends' syncs carry no metadata.
-        self.sync()?;
         self.allocated = target;
         Ok(())
     }

@@ -202,6 +202,15 @@ fn bench_prints_one_json_object_per_configuration() {
     assert_eq!(row["records"], 400);
     assert!(row["fsyncs"].as_u64().unwrap() >= 1);
     assert!(row["p50_us"].as_f64().unwrap() <= row["p999_us"].as_f64().unwrap());
+    // The lockstep ceiling counts the time to wake the 4 writers: it is
+    // below the group-commit limit, which counts only the fsync.
+    let wake_us = row["wake_round_us"].as_f64().unwrap();
+    assert!(wake_us > 0.0, "{row}");
+    let ceiling = row["lockstep_ceiling_per_s"].as_f64().unwrap();
+    assert!(
+        ceiling < row["group_commit_limit_per_s"].as_f64().unwrap(),
+        "{row}"
+    );
     // The temporary store is gone afterwards.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -59,6 +59,14 @@ struct Row {
     ratio_to_baseline: f64,
     group_commit_limit_per_s: Option<f64>,
     ratio_to_limit: Option<f64>,
+    /// Time to wake `writers` blocked threads once, measured in this run.
+    wake_round_us: Option<f64>,
+    /// `writers / (t_fsync + wake round)`, for one stream: the most a group
+    /// commit can do on this machine when each sync is followed by a round
+    /// of wake-ups before the next (as when every appender waits for its
+    /// record to be durable and appends again at once).
+    lockstep_ceiling_per_s: Option<f64>,
+    ratio_to_ceiling: Option<f64>,
     disk_bytes_per_payload_byte: Option<f64>,
 }
 
@@ -340,7 +348,7 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
     if !settings.json {
         println!("baseline: one writer, pwrite + fdatasync per record: {baseline_rate:.0} records/s ({:.0} us per record)\n", t_fsync * 1e6);
         println!(
-            "{:<18} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8}",
+            "{:<18} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
             "config",
             "records/s",
             "MB/s",
@@ -352,18 +360,27 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
             "fsync us",
             "x base",
             "x limit",
+            "x ceil",
             "disk/pl"
         );
     }
     let mut last_buffered = None;
     for (i, config) in configs.iter().enumerate() {
         let root = base.path().join(format!("{i:02}-{}", config.name));
+        let durable = config.durability == Durability::Sync;
+        // A lone appender syncs in its own thread: it has no one to wake.
+        // Several streams cost a sync each (or a syncfs), which the
+        // ceiling does not model.
+        let lockstep = durable && config.streams == 1;
+        let wake_round =
+            (lockstep && config.writers > 1).then(|| crate::wake::round(config.writers));
         let m = run_appends(config, settings, &root)?;
         let records = m.latencies_ns.len() as u64;
         let payload_len = op(0, settings.record_bytes).len() as f64;
         let rate = records as f64 / m.seconds;
-        let durable = config.durability == Durability::Sync;
         let limit = durable.then(|| config.writers as f64 / t_fsync);
+        let round_s = wake_round.map_or(0.0, |r| r.as_secs_f64());
+        let ceiling = lockstep.then(|| config.writers as f64 / (t_fsync + round_s));
         let row = Row {
             name: config.name.clone(),
             backend: m.backend,
@@ -392,12 +409,20 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
             ratio_to_baseline: rate / baseline_rate,
             group_commit_limit_per_s: limit,
             ratio_to_limit: limit.map(|l| rate / l),
+            wake_round_us: wake_round.map(|r| r.as_secs_f64() * 1e6),
+            lockstep_ceiling_per_s: ceiling,
+            ratio_to_ceiling: ceiling.map(|c| rate / c),
             disk_bytes_per_payload_byte: Some(m.disk_bytes as f64 / (records as f64 * payload_len)),
         };
         print_row(&row, settings.json)?;
         if !durable {
             last_buffered = Some(root);
         }
+    }
+    if !settings.json {
+        println!(
+            "(x limit: against writers / t_fsync. x ceil: against writers / (t_fsync + the time to wake that many blocked threads, measured before the row), for one stream.)"
+        );
     }
     if let (true, Some(root)) = (replay, last_buffered) {
         let (records, bytes, seconds) = run_replay(&root)?;
@@ -436,7 +461,7 @@ fn print_row(row: &Row, json: bool) -> Result<(), Failure> {
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     writeln!(
         out,
-        "{:<18} {:>12.0} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9.1} {:>8.0} {:>9.2} {:>9} {:>8}",
+        "{:<18} {:>12.0} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9.1} {:>8.0} {:>9.2} {:>9} {:>8} {:>8}",
         row.name,
         row.records_per_s,
         row.mb_per_s,
@@ -448,6 +473,7 @@ fn print_row(row: &Row, json: bool) -> Result<(), Failure> {
         row.fsync_avg_us,
         row.ratio_to_baseline,
         opt(row.ratio_to_limit),
+        opt(row.ratio_to_ceiling),
         opt(row.disk_bytes_per_payload_byte),
     )?;
     Ok(())

@@ -120,6 +120,7 @@ enum BackendArg {
 }
 
 mod bench;
+mod wake;
 
 /// A failure and the exit code it maps to.
 struct Failure {
