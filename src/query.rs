@@ -122,22 +122,27 @@ impl Query {
     /// The matching records, oldest first. The start is the latest of the
     /// seq, Lamport and wall-clock starts, each found through the index;
     /// the iteration stops at the end of the seq or Lamport range.
+    ///
+    /// A range that starts in archived records yields
+    /// [`Error::Archived`](crate::Error::Archived), as a seek there does.
     pub fn iter(self) -> QueryIter {
         let mut first = start(&self.seq).unwrap_or(1);
+        let mut failure = None;
         if let Some(l) = start(&self.lamport) {
             // Lamport grows with seq: records before the first at or after l cannot match.
-            let seq = self
-                .stream
-                .iter_from_lamport(l)
-                .next()
-                .and_then(|r| r.ok())
-                .map_or(u64::MAX, |r| r.seq());
-            first = first.max(seq);
+            match self.stream.iter_from_lamport(l).next() {
+                Some(Ok(r)) => first = first.max(r.seq()),
+                Some(Err(e)) => failure = Some(e),
+                None => first = u64::MAX,
+            }
         }
         if let Some(t) = start(&self.ts_us) {
             first = first.max(self.stream.seq_before_ts(t));
         }
-        let iter = self.stream.iter_from_seq(first);
+        let iter = match failure {
+            Some(e) => Iter::failed(self.stream.segments().clone(), e),
+            None => self.stream.iter_from_seq(first),
+        };
         QueryIter {
             iter,
             query: self,

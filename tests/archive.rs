@@ -50,6 +50,15 @@ fn archived_segments_leave_the_live_log_and_reads_say_where_they_went() {
         s.iter_from_lamport(1).next(),
         Some(Err(Error::Archived { .. }))
     ));
+    // So do queries whose seq or Lamport range starts there.
+    assert!(matches!(
+        s.query().lamport(1..).iter().next(),
+        Some(Err(Error::Archived { .. }))
+    ));
+    assert!(matches!(
+        s.query().seq(2..).iter().next(),
+        Some(Err(Error::Archived { .. }))
+    ));
     // The live log reads as before from its first record.
     let live: Vec<_> = read_all(&s);
     assert_eq!(live[0].seq(), archived.live_from_seq);
