@@ -18,11 +18,11 @@
 //!   batch of requests gathers.
 //!
 //! Acknowledging position P means every frame of the stream up to P is
-//! written (Buffered) or on disk (Sync). A failed write poisons the stream,
-//! a failed fdatasync (the syncer's or the writer's own, before a roll)
-//! the whole store: every waiter not yet covered
-//! gets the error and later appends get `Error::Poisoned`; reopening
-//! recovers from what is on disk.
+//! written (Buffered) or on disk (Sync). A failed write poisons the stream;
+//! a failed fdatasync (the syncer's, or the writer's own before a roll)
+//! poisons the whole store. Every waiter not yet covered gets the error and
+//! later appends get `Error::Poisoned`; reopening recovers from what is on
+//! disk.
 
 use crate::error::{Error, Result};
 use crate::segment::Published;
@@ -259,8 +259,9 @@ impl StreamLog {
                 self.sync_requested.store(false, Ordering::Release);
                 self.sync_inline();
             }
-        } else if self.syncer.batch_complete() {
-            self.syncer.wake.notify_one();
+        } else {
+            // Already queued: this append may complete the gathered batch.
+            self.syncer.nudge();
         }
     }
 

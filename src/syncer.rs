@@ -75,10 +75,13 @@ pub(crate) struct SyncerShared {
 }
 
 impl SyncerShared {
-    /// Whether a request should wake the gathering syncer: its batch is complete.
-    pub(crate) fn batch_complete(&self) -> bool {
+    /// Wake the syncer for a queued request, unless it is gathering a batch
+    /// that is not yet complete.
+    pub(crate) fn nudge(&self) {
         let target = self.gather_target.load(Ordering::Acquire);
-        target > 0 && self.waiting.load(Ordering::Acquire) >= target
+        if target == 0 || self.waiting.load(Ordering::Acquire) >= target {
+            self.wake.notify_one();
+        }
     }
 
     /// Whether the one append waiting for a sync is the caller's, the
@@ -99,9 +102,7 @@ impl SyncerShared {
         }
         queue.requests.push(log);
         drop(queue);
-        if self.gather_target.load(Ordering::Acquire) == 0 || self.batch_complete() {
-            self.wake.notify_one();
-        }
+        self.nudge();
         true
     }
 

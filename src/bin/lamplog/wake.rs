@@ -29,6 +29,7 @@ fn wake_all(word: &AtomicU32) {
 /// the last one has checked in and woken the caller.
 pub fn round(threads: usize) -> Duration {
     let n = u32::try_from(threads).expect("a thread count fits u32");
+    assert!(n > 0, "a round needs a thread to wake");
     let epoch = Arc::new(AtomicU32::new(0));
     let arrived = Arc::new(AtomicU32::new(0));
     let all_in = Arc::new(AtomicU32::new(0));
