@@ -27,8 +27,11 @@ use crate::segment::{
 /// step is written with zeros while appenders wait, and the next sync
 /// carries them (about 0.9 ms per MiB here), so the largest step bounds
 /// those pauses.
-const GROW_STEP_MIN: u64 = 64 << 10;
+const GROW_STEP_MIN: u64 = 16 << 10;
 const GROW_STEP_MAX: u64 = 1 << 20;
+/// A step is this fraction of what is allocated, so that preallocated but
+/// unused space stays below a quarter of a segment (small streams too).
+const GROW_FRACTION: u64 = 4;
 
 /// Limits the writer enforces, from [`Options`](crate::Options).
 #[derive(Debug, Clone, Copy)]
@@ -488,7 +491,7 @@ impl SegmentIo {
         if needed <= self.allocated {
             return Ok(());
         }
-        let step = self.allocated.clamp(GROW_STEP_MIN, GROW_STEP_MAX);
+        let step = (self.allocated / GROW_FRACTION).clamp(GROW_STEP_MIN, GROW_STEP_MAX);
         let target = needed
             .max(self.allocated + step)
             .min(self.limits.segment_bytes_max);
