@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-#[path = "../fuzz/fuzz_targets/bodies.rs"]
+#[path = "fuzz/bodies.rs"]
 mod bodies;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("tests/fuzz/corpus")
         .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -1,7 +1,7 @@
 //! `cargo fuzz run frame_decode` (nightly): see `bodies::frame_decode`.
 #![no_main]
 
-#[path = "bodies.rs"]
+#[path = "../../tests/fuzz/bodies.rs"]
 mod bodies;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::frame_decode(data));

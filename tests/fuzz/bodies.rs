@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lamplog::{Durability, Options, RecoveryMode, Store};
 
-#[path = "../../tests/common/sim.rs"]
+#[path = "../common/sim.rs"]
 mod sim;
 
 /// Arbitrary bytes into the frame decoder: it returns a frame or nothing,
