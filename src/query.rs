@@ -3,9 +3,13 @@
 
 use std::ops::{Bound, RangeBounds};
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::reader::{Iter, Record};
 use crate::stream::Stream;
 
@@ -33,20 +37,176 @@ pub struct Query {
     domain: Option<String>,
 }
 
-/// The payload fields a query can match: `actor` (or `actor_id`), `op`
-/// (or `kind`) and `domain`, each a JSON string.
-#[derive(Deserialize, Default)]
+/// The payload fields a query can match: `actor` and `actor_id`, `op` and
+/// `kind`, `domain`, each when it is a JSON string (escapes decoded, in
+/// keys too). A field of another JSON type, or a payload that is not an
+/// object, matches no string; a repeated key counts once, the last time.
+#[derive(Default)]
 struct Fields<'a> {
-    #[serde(borrow, default)]
-    actor: Option<&'a str>,
-    #[serde(borrow, default)]
-    actor_id: Option<&'a str>,
-    #[serde(borrow, default)]
-    op: Option<&'a str>,
-    #[serde(borrow, default)]
-    kind: Option<&'a str>,
-    #[serde(borrow, default)]
-    domain: Option<&'a str>,
+    actor: Option<Cow<'a, str>>,
+    actor_id: Option<Cow<'a, str>>,
+    op: Option<Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
+    domain: Option<Cow<'a, str>>,
+}
+
+impl<'a> Fields<'a> {
+    /// Read the fields of a payload; `Err` only if it is not JSON.
+    fn read(payload: &'a [u8]) -> serde_json::Result<Fields<'a>> {
+        serde_json::from_slice(payload)
+    }
+
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Cow<'a, str>>> {
+        match key {
+            "actor" => Some(&mut self.actor),
+            "actor_id" => Some(&mut self.actor_id),
+            "op" => Some(&mut self.op),
+            "kind" => Some(&mut self.kind),
+            "domain" => Some(&mut self.domain),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            match fields.slot(&key) {
+                Some(slot) => *slot = map.next_value::<StringOrOther<'de>>()?.0,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Fields<'de>, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Fields::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+}
+
+/// A JSON string, borrowed from the payload when it holds no escape.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+}
+
+/// A field's value: its text if it is a JSON string, `None` for any other
+/// type (which is read through and ignored).
+struct StringOrOther<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for StringOrOther<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StringOrOtherVisitor)
+    }
+}
+
+/// Reads a string, and reads through (with serde's `IgnoredAny`) any other value.
+struct StringOrOtherVisitor;
+
+impl<'de> Visitor<'de> for StringOrOtherVisitor {
+    type Value = StringOrOther<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(StringOrOther(Some(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(StringOrOther(Some(Cow::Owned(v.to_string()))))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| StringOrOther(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| StringOrOther(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(StringOrOther(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(StringOrOther(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(StringOrOther(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(StringOrOther(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(StringOrOther(None))
+    }
 }
 
 fn bounds(range: impl RangeBounds<u64>) -> (Bound<u64>, Bound<u64>) {
@@ -101,19 +261,23 @@ impl Query {
         self
     }
 
-    /// Records whose payload's `actor` (or `actor_id`) is `actor`.
+    /// Records whose payload's `actor` or `actor_id` is the JSON string
+    /// `actor` (compared after decoding escapes). A field of another JSON
+    /// type, or a payload that is not an object, does not match.
     pub fn actor(mut self, actor: &str) -> Query {
         self.actor = Some(actor.to_string());
         self
     }
 
-    /// Records whose payload's `op` (or `kind`) is `op`.
+    /// Records whose payload's `op` or `kind` is the JSON string `op`
+    /// (the same rules as [`actor`](Query::actor)).
     pub fn op(mut self, op: &str) -> Query {
         self.op = Some(op.to_string());
         self
     }
 
-    /// Records whose payload's `domain` is `domain`.
+    /// Records whose payload's `domain` is the JSON string `domain` (the
+    /// same rules as [`actor`](Query::actor)).
     pub fn domain(mut self, domain: &str) -> Query {
         self.domain = Some(domain.to_string());
         self
@@ -150,7 +314,9 @@ impl Query {
         }
     }
 
-    fn matches(&self, r: &Record) -> bool {
+    /// Whether `r` matches; `Err` if a field filter must read a payload
+    /// that is not JSON (never silently a non-match).
+    fn matches(&self, r: &Record) -> Result<bool> {
         let in_range = |b: &(Bound<u64>, Bound<u64>), v: u64| {
             start(b).is_none_or(|s| v >= s) && !past_end(b, v)
         };
@@ -158,18 +324,24 @@ impl Query {
             || !in_range(&self.lamport, r.lamport())
             || !in_range(&self.ts_us, r.ts_us())
         {
-            return false;
+            return Ok(false);
         }
         if self.actor.is_none() && self.op.is_none() && self.domain.is_none() {
-            return true;
+            return Ok(true);
         }
-        let fields: Fields = serde_json::from_slice(r.payload()).unwrap_or_default();
-        let is = |want: &Option<String>, got: Option<&str>| {
-            want.as_deref().is_none_or(|w| got == Some(w))
+        let fields = Fields::read(r.payload()).map_err(|e| Error::InvalidJson {
+            line: e.line(),
+            column: e.column(),
+            message: format!("record {} cannot be queried: {e}", r.seq()),
+        })?;
+        // A filter with two field names matches when either holds the value.
+        let is = |want: &Option<String>, got: [&Option<Cow<'_, str>>; 2]| {
+            want.as_deref()
+                .is_none_or(|w| got.iter().any(|g| g.as_deref() == Some(w)))
         };
-        is(&self.actor, fields.actor.or(fields.actor_id))
-            && is(&self.op, fields.op.or(fields.kind))
-            && is(&self.domain, fields.domain)
+        Ok(is(&self.actor, [&fields.actor, &fields.actor_id])
+            && is(&self.op, [&fields.op, &fields.kind])
+            && is(&self.domain, [&fields.domain, &None]))
     }
 }
 
@@ -197,8 +369,15 @@ impl Iterator for QueryIter {
                 || past_end(&self.query.lamport, record.lamport())
             {
                 self.done = true;
-            } else if self.query.matches(&record) {
-                return Some(Ok(record));
+            } else {
+                match self.query.matches(&record) {
+                    Ok(true) => return Some(Ok(record)),
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
             }
         }
         None
@@ -225,5 +404,28 @@ impl Stream {
                 .map_or(segment.header.first_seq, |e| e.seq);
         }
         self.last_seq() + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fields;
+
+    #[test]
+    fn fields_decode_escapes_and_ignore_other_types() {
+        let f = Fields::read(br#"{"d\u006fmain":"a\"b","op":[{"x":1}],"kind":"k"}"#).unwrap();
+        assert_eq!(f.domain.as_deref(), Some("a\"b"));
+        assert_eq!(f.op, None);
+        assert_eq!(f.kind.as_deref(), Some("k"));
+        // Unescaped text is borrowed from the payload, not copied.
+        let f = Fields::read(br#"{"actor":"plain"}"#).unwrap();
+        assert!(matches!(f.actor, Some(std::borrow::Cow::Borrowed("plain"))));
+    }
+
+    #[test]
+    fn a_payload_that_is_not_json_is_an_error() {
+        for bad in [&b"{\"actor\":"[..], b"{\"actor\":\"a\"} x", b"\xff"] {
+            assert!(Fields::read(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -106,3 +106,56 @@ fn queries_match_a_full_scan_with_the_same_filter() {
     );
     assert!(run(s.query().actor("nobody")).is_empty());
 }
+
+/// Regression (issue 9, defect 2): fields holding JSON escapes were read as
+/// borrowed strings, which cannot hold the unescaped text, so the whole
+/// record was treated as having no fields and every filter skipped it.
+#[test]
+fn query_matches_fields_that_hold_json_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    let escaped = br#"{"actor_id":"caf\u00e9","op":"say \"hi\"","domain":"x"}"#;
+    let escaped_key = br#"{"\u0061ctor":"zo\u00eb","d\u006fmain":"y\/z"}"#;
+    let plain = r#"{"actor":"café","op":"say \"hi\"","domain":"x"}"#.as_bytes();
+    for p in [&escaped[..], escaped_key, plain] {
+        s.append(p, Durability::Buffered).unwrap();
+    }
+    s.sync().unwrap();
+    let seqs = |q: lamplog::Query| q.iter().map(|r| r.unwrap().seq()).collect::<Vec<_>>();
+    assert_eq!(seqs(s.query().actor("café")), [1, 3]);
+    assert_eq!(seqs(s.query().op(r#"say "hi""#)), [1, 3]);
+    assert_eq!(seqs(s.query().domain("x")), [1, 3]);
+    assert_eq!(
+        seqs(s.query().actor("café").op(r#"say "hi""#).domain("x")),
+        [1, 3]
+    );
+    assert_eq!(seqs(s.query().actor("zoë")), [2]);
+    assert_eq!(seqs(s.query().domain("y/z")), [2]);
+}
+
+/// A field of another JSON type is a non-match for that field only: the
+/// record's other fields still match.
+#[test]
+fn a_field_of_another_type_does_not_hide_the_other_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    for p in [
+        &br#"{"actor":5,"op":["a"],"domain":"x"}"#[..],
+        br#"{"actor":{"name":"a"},"actor_id":"a","kind":null,"op":"w","domain":"x"}"#,
+        br#"["actor","a"]"#,
+        br#""a""#,
+        br#"{"actor":"a","actor":"b","domain":"x"}"#,
+    ] {
+        s.append(p, Durability::Buffered).unwrap();
+    }
+    s.sync().unwrap();
+    let seqs = |q: lamplog::Query| q.iter().map(|r| r.unwrap().seq()).collect::<Vec<_>>();
+    assert_eq!(seqs(s.query().domain("x")), [1, 2, 5]);
+    assert_eq!(seqs(s.query().actor("5")), Vec::<u64>::new());
+    assert_eq!(seqs(s.query().actor("a")), [2]);
+    assert_eq!(seqs(s.query().op("w")), [2]);
+    // A repeated key: the last one counts, as in serde_json's own values.
+    assert_eq!(seqs(s.query().actor("b")), [5]);
+}
