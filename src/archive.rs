@@ -72,6 +72,9 @@ impl Stream {
     /// [`Error::Archived`] naming where the data went.
     pub fn archive_before(&self, checkpoint: &Checkpoint) -> Result<Archived> {
         self.log()?;
+        // One archiving (or other derived-file write) at a time: a second
+        // call sees the list the first one left.
+        let _derived = self.derived().lock();
         let segments = self.segments().all();
         let mut moving = Vec::new();
         for pair in segments.windows(2) {

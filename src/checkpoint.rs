@@ -79,16 +79,60 @@ pub(crate) fn read_file(backend: &dyn Backend, dir: &Path) -> Option<Checkpoint>
 
 /// Replace `checkpoint.json` atomically: write a temporary file, sync it,
 /// rename it over the old one, sync the folder.
-pub(crate) fn write_file(backend: &dyn Backend, dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
+fn write_file(backend: &dyn Backend, dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint serialises");
     bytes.push(b'\n');
     crate::backend::replace_file(backend, dir, CHECKPOINT_FILE, &bytes)
 }
 
+/// A stream's derived files have one writer at a time: the holder of the
+/// stream's `Derived` lock. Checkpoint calls, checkpoint lookups and
+/// archiving all take it, so they never interleave their file writes, and
+/// `checkpoint.json` only ever moves forward to a newer checkpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Derived {
+    /// The newest checkpoint this process knows of.
+    latest: Option<Checkpoint>,
+    /// What `checkpoint.json` holds, when known (it was read or written).
+    file: Option<Checkpoint>,
+}
+
+impl Derived {
+    /// Learn of `checkpoint`; keep it if it is the newest.
+    fn remember(&mut self, checkpoint: &Checkpoint) {
+        if self
+            .latest
+            .as_ref()
+            .is_none_or(|c| c.record_seq < checkpoint.record_seq)
+        {
+            self.latest = Some(checkpoint.clone());
+        }
+    }
+
+    /// Make `checkpoint.json` name the newest checkpoint known. Best
+    /// effort: the file is a hint that lookups check against the log, so a
+    /// failed replacement only means the next lookup writes it again.
+    fn write_latest(&mut self, backend: &dyn Backend, dir: &Path) {
+        let Some(latest) = &self.latest else { return };
+        if self.file.as_ref() == Some(latest) {
+            return;
+        }
+        self.file = match write_file(backend, dir, latest) {
+            Ok(()) => Some(latest.clone()),
+            Err(_) => None,
+        };
+    }
+}
+
 impl Stream {
     /// Crystallise everything appended so far under `snapshot_id`: append a
     /// checkpoint record (durably) and replace `checkpoint.json` beside the
-    /// stream (write, fsync, rename, fsync the folder).
+    /// stream (write, fsync, rename, fsync the folder) with the newest
+    /// checkpoint. Concurrent calls each get their own checkpoint.
+    ///
+    /// Once the record is durable the call succeeds: `checkpoint.json` is
+    /// derived data, and if replacing it fails it is rewritten by the next
+    /// [`latest_checkpoint`](Stream::latest_checkpoint).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -110,19 +154,10 @@ impl Stream {
             });
         }
         let checkpoint = self.log()?.checkpoint(snapshot_id)?;
-        write_file(&**self.backend(), self.dir(), &checkpoint)?;
-        self.remember(&checkpoint);
+        let mut derived = self.derived().lock();
+        derived.remember(&checkpoint);
+        derived.write_latest(&**self.backend(), self.dir());
         Ok(checkpoint)
-    }
-
-    fn remember(&self, checkpoint: &Checkpoint) {
-        let mut cache = self.latest_checkpoint_cache().lock();
-        if cache
-            .as_ref()
-            .is_none_or(|c| c.record_seq < checkpoint.record_seq)
-        {
-            *cache = Some(checkpoint.clone());
-        }
     }
 
     /// The latest checkpoint, if any. `checkpoint.json` is only a hint: it
@@ -130,10 +165,11 @@ impl Stream {
     /// is missing, stale or damaged. The cost is that of the records after
     /// the checkpoint, not of the history before it.
     pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let cached = self.latest_checkpoint_cache().lock().clone();
-        let hint = cached
-            .clone()
-            .or_else(|| read_file(&**self.backend(), self.dir()));
+        let mut derived = self.derived().lock();
+        if derived.file.is_none() {
+            derived.file = read_file(&**self.backend(), self.dir());
+        }
+        let hint = derived.latest.clone().or_else(|| derived.file.clone());
         let verified = match hint {
             Some(h) => self
                 .get(h.record_seq)?
@@ -151,10 +187,9 @@ impl Stream {
             None => None,
         };
         if let Some(latest) = &latest {
-            self.remember(latest);
-            let file_is_right = read_file(&**self.backend(), self.dir()).as_ref() == Some(latest);
-            if !file_is_right && self.log().is_ok() {
-                write_file(&**self.backend(), self.dir(), latest)?;
+            derived.remember(latest);
+            if self.log().is_ok() {
+                derived.write_latest(&**self.backend(), self.dir());
             }
         }
         Ok(latest)

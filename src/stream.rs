@@ -32,8 +32,10 @@ struct StreamInner {
     writer: Option<Writer>,
     record_bytes_max: usize,
     backend: Arc<dyn Backend>,
-    /// The latest checkpoint, once known (checkpoint.rs keeps it).
-    latest_checkpoint: parking_lot::Mutex<Option<crate::checkpoint::Checkpoint>>,
+    /// The owner of the stream's derived files (checkpoint.json,
+    /// archive.json): whoever holds this lock, which also remembers the
+    /// latest checkpoint (checkpoint.rs).
+    derived: parking_lot::Mutex<crate::checkpoint::Derived>,
     /// The op ids, loaded on the first idempotent insert (op.rs).
     op_ids: parking_lot::Mutex<Option<crate::op_ids::OpIds>>,
 }
@@ -138,7 +140,7 @@ impl Stream {
                 writer,
                 record_bytes_max: opts.record_bytes_max,
                 backend,
-                latest_checkpoint: parking_lot::Mutex::new(None),
+                derived: parking_lot::Mutex::new(Default::default()),
                 op_ids: parking_lot::Mutex::new(None),
             }),
         })
@@ -166,10 +168,8 @@ impl Stream {
         &self.inner.segments
     }
 
-    pub(crate) fn latest_checkpoint_cache(
-        &self,
-    ) -> &parking_lot::Mutex<Option<crate::checkpoint::Checkpoint>> {
-        &self.inner.latest_checkpoint
+    pub(crate) fn derived(&self) -> &parking_lot::Mutex<crate::checkpoint::Derived> {
+        &self.inner.derived
     }
 
     pub(crate) fn op_ids(&self) -> &parking_lot::Mutex<Option<crate::op_ids::OpIds>> {

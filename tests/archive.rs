@@ -117,3 +117,46 @@ fn a_crash_during_archiving_or_a_lost_marker() {
         other => panic!("expected a sequence gap, got {other:?}"),
     }
 }
+
+/// Regression (issue 9, found by reading): two concurrent `archive_before`
+/// calls each computed what to move from the same segment list, and the one
+/// with the older checkpoint could write archive.json last, naming a seq
+/// below the first live segment: a strict open then reported a sequence gap.
+#[test]
+fn concurrent_archive_before_calls_leave_a_log_that_opens() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let (older, newer) = {
+            let store = open(dir.path(), small_opts());
+            let s = store.stream("s").unwrap();
+            fill(&s, 0..600, Durability::Buffered);
+            let older = s.checkpoint("older").unwrap();
+            fill(&s, 600..1500, Durability::Buffered);
+            let newer = s.checkpoint("newer").unwrap();
+            fill(&s, 1500..1600, Durability::Sync);
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let calls: Vec<_> = [older.clone(), newer.clone()]
+                .into_iter()
+                .map(|c| {
+                    let (s, barrier) = (s.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        s.archive_before(&c).unwrap()
+                    })
+                })
+                .collect();
+            for call in calls {
+                call.join().unwrap();
+            }
+            assert!(s.first_seq() > older.seq / 2, "round {round}");
+            (older, newer)
+        };
+        let store = Store::open(dir.path(), small_opts())
+            .unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let s = store.stream("s").unwrap();
+        assert!(s.first_seq() <= newer.seq + 1 && s.first_seq() > older.seq / 2);
+        let live = read_all(&s);
+        assert_eq!(live[0].seq(), s.first_seq());
+        assert_eq!(live.last().unwrap().seq(), 1602);
+    }
+}

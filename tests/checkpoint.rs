@@ -103,3 +103,57 @@ fn a_missing_garbled_or_stale_checkpoint_file_is_rebuilt_from_the_log() {
         assert_eq!(s.replay_since_checkpoint().unwrap().count(), 10);
     }
 }
+
+/// Regression (issue 9, defect 3): every checkpoint call replaced
+/// checkpoint.json through one fixed temp name, so concurrent calls renamed
+/// each other's temp file away and failed (`rename ... NotFound`), some after
+/// their checkpoint record was durable.
+#[test]
+fn concurrent_checkpoints_all_succeed_and_are_all_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|i| {
+                        s.append(payload(t * 100 + i), Durability::Buffered)
+                            .unwrap();
+                        s.checkpoint(&format!("t{t}-{i}"))
+                            .unwrap_or_else(|e| panic!("checkpoint t{t}-{i}: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut made: Vec<Checkpoint> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    made.sort_by_key(|c| c.record_seq);
+    assert_eq!(made.len(), 160);
+    assert_eq!(s.checkpoints().unwrap(), made);
+    let newest = made.last().unwrap().clone();
+    assert_eq!(s.latest_checkpoint().unwrap().as_ref(), Some(&newest));
+    // The derived file names the newest checkpoint, not the last to finish.
+    let on_disk: Checkpoint = serde_json::from_slice(
+        &fs::read(stream_dir(dir.path(), "s").join(CHECKPOINT_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk, newest);
+    drop(s);
+    store.close().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    assert_eq!(s.checkpoints().unwrap(), made);
+    assert_eq!(s.latest_checkpoint().unwrap(), Some(newest));
+    // No temp file is left behind.
+    let leftovers: Vec<_> = fs::read_dir(stream_dir(dir.path(), "s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
