@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::segment::Published;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Event, Mutex, Ordering};
 use crate::syncer::{SyncTarget, Syncer, SyncerShared};
-use crate::writer::{Appended, Encoder, Pos, SegmentIo, WriterLimits};
+use crate::writer::{Appended, Chunk, Encoder, Pos, SegmentIo, WriterLimits};
 
 /// The failure that poisoned a stream or store, if any.
 #[derive(Debug, Default)]
@@ -277,54 +277,79 @@ impl StreamLog {
     }
 
     /// Write the queue until it is empty; only the flusher calls this.
+    ///
+    /// Whether a sync is wanted for what was written is decided under the
+    /// encoder lock, at the top of the next round: `sync()` callers mark
+    /// their position under that lock, so either the flusher sees the mark,
+    /// or the caller runs after the flusher's last round and sees the write
+    /// done (and asks itself). Checked without the lock, each side could miss
+    /// the other's update and the sync would wait for the syncer's timer
+    /// (found by the loom model `a_sync_racing_a_buffered_write_never_waits_for_the_timer`).
     fn flush(self: &Arc<Self>) {
+        let mut wrote = false;
         loop {
-            let chunks = {
+            let (chunks, sync_wanted) = {
                 let mut state = self.encoder.lock();
+                let sync_wanted = wrote
+                    && self.sync_wanted.load(Ordering::Acquire)
+                        > self.durable.load(Ordering::Acquire);
                 if !state.encoder.has_pending() || self.check().is_err() {
                     state.flushing = false;
-                    return;
+                    (Vec::new(), sync_wanted)
+                } else {
+                    (state.encoder.take_pending(), sync_wanted)
                 }
-                state.encoder.take_pending()
             };
-            let mut io = self.io.lock();
-            for chunk in chunks {
-                let counters = &self.syncer.counters;
-                counters.writes.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .bytes_written
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                match io.write(chunk) {
-                    Ok(rolled) => {
-                        counters
-                            .fsyncs
-                            .fetch_add(u64::from(rolled.is_some()), Ordering::Relaxed);
-                        self.advance(io.written(), io.written_pos(), rolled)
-                    }
-                    Err(e) => {
-                        let poison = if io.sync_failed() {
-                            &*self.store_poison
-                        } else {
-                            &self.poison
-                        };
-                        drop(io);
-                        self.fail(poison, e.to_string());
-                        let mut state = self.encoder.lock();
-                        state.encoder.discard_pending();
-                        state.flushing = false;
-                        return;
-                    }
-                }
-            }
-            drop(io);
-            if self.sync_wanted.load(Ordering::Acquire) > self.durable.load(Ordering::Acquire) {
+            if sync_wanted {
                 if self.syncer.idle_but_for_one() {
                     self.sync_inline();
                 } else {
                     self.request_sync();
                 }
             }
+            if chunks.is_empty() {
+                return;
+            }
+            if !self.write_chunks(chunks) {
+                return;
+            }
+            wrote = true;
         }
+    }
+
+    /// Write encoded chunks in order; on a failure, poison and drop what is
+    /// queued (`false`).
+    fn write_chunks(&self, chunks: Vec<Chunk>) -> bool {
+        let mut io = self.io.lock();
+        for chunk in chunks {
+            let counters = &self.syncer.counters;
+            counters.writes.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes_written
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            match io.write(chunk) {
+                Ok(rolled) => {
+                    counters
+                        .fsyncs
+                        .fetch_add(u64::from(rolled.is_some()), Ordering::Relaxed);
+                    self.advance(io.written(), io.written_pos(), rolled)
+                }
+                Err(e) => {
+                    let poison = if io.sync_failed() {
+                        &*self.store_poison
+                    } else {
+                        &self.poison
+                    };
+                    drop(io);
+                    self.fail(poison, e.to_string());
+                    let mut state = self.encoder.lock();
+                    state.encoder.discard_pending();
+                    state.flushing = false;
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn advance(&self, tip: Published, written: Pos, durable: Option<(Pos, u64)>) {

@@ -59,8 +59,11 @@ pub struct Options {
     /// wait for the write in progress beyond it (one atomic batch may
     /// exceed it).
     pub batch_bytes_max: u64,
-    /// Longest time a `Buffered` record may stay written but not synced:
-    /// the syncer syncs every stream with such records at least this often.
+    /// Longest time a `Buffered` record may stay written but not synced.
+    /// The syncer sweeps every stream with unsynced records every half of
+    /// this, in its next batch whatever other streams keep it busy with, so
+    /// a record is durable within half the interval plus two batches' syncs:
+    /// within the interval while a batch of syncs takes under a quarter of it.
     pub sync_interval_us: u64,
     /// How the syncer issues fdatasyncs.
     pub io_backend: IoBackend,

@@ -63,6 +63,20 @@ mod imp {
         }
     }
 
+    /// Microseconds since the clock was made (the syncer's deadlines).
+    #[derive(Debug)]
+    pub(crate) struct Clock(std::time::Instant);
+
+    impl Clock {
+        pub fn new() -> Clock {
+            Clock(std::time::Instant::now())
+        }
+
+        pub fn now_us(&self) -> u64 {
+            self.0.elapsed().as_micros() as u64
+        }
+    }
+
     /// A broadcast wake-up for threads waiting on conditions over shared
     /// atomics: one futex word, so waking many waiters is one syscall and
     /// they do not queue on a mutex to re-check their condition.
@@ -204,6 +218,25 @@ mod imp {
 
         pub fn notify_one(&self) {
             self.0.notify_one();
+        }
+    }
+
+    /// loom has no clock: a model moves this one forward itself, so that
+    /// deadlines (the syncer's sweep) pass exactly where the model says.
+    #[derive(Debug)]
+    pub(crate) struct Clock(AtomicU64);
+
+    impl Clock {
+        pub fn new() -> Clock {
+            Clock(AtomicU64::new(0))
+        }
+
+        pub fn now_us(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+
+        pub fn advance_us(&self, us: u64) {
+            self.0.fetch_add(us, Ordering::SeqCst);
         }
     }
 

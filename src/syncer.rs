@@ -9,7 +9,8 @@ use crate::commit::{Poison, StreamLog};
 use crate::engine::SyncEngine;
 use crate::options::IoBackend;
 use crate::sync::{
-    thread, Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, MutexGuard, Ordering, Weak,
+    thread, Arc, AtomicBool, AtomicU64, Clock, Condvar, JoinHandle, Mutex, MutexGuard, Ordering,
+    Weak,
 };
 use crate::writer::Pos;
 
@@ -58,7 +59,13 @@ pub(crate) struct SyncerShared {
     pub(crate) queue: Mutex<SyncQueue>,
     pub(crate) wake: Condvar,
     pub(crate) poison: Arc<Poison>,
-    pub(crate) interval: Duration,
+    /// Time for the sweep deadline (a model's own clock under loom).
+    pub(crate) clock: Clock,
+    /// Longest wait between two sweeps of the streams with unsynced
+    /// records (half of `sync_interval_us`, see `run`).
+    pub(crate) sweep_period_us: u64,
+    /// When the next sweep is due, on `clock`.
+    pub(crate) next_sweep_us: AtomicU64,
     pub(crate) counters: Counters,
     /// Appends waiting for a sync that has not begun yet.
     pub(crate) waiting: AtomicU64,
@@ -85,12 +92,25 @@ impl SyncerShared {
     }
 
     /// Whether the one append waiting for a sync is the caller's, the
-    /// syncer is not at work, and its last batch was a lone append too (so
-    /// no other appenders are about to come back).
+    /// syncer is not at work, its last batch was a lone append too (so no
+    /// other appenders are about to come back), and no sweep is due (which
+    /// the syncer must fold into the next sync).
     pub(crate) fn idle_but_for_one(&self) -> bool {
         !self.busy.load(Ordering::Acquire)
             && self.waiting.load(Ordering::Acquire) <= 1
             && self.last_batch.load(Ordering::Acquire) <= 1
+            && !self.sweep_due()
+    }
+
+    /// Whether the streams with unsynced records are due for a sync.
+    pub(crate) fn sweep_due(&self) -> bool {
+        self.clock.now_us() >= self.next_sweep_us.load(Ordering::Acquire)
+    }
+
+    /// How long until the next sweep is due.
+    fn until_sweep(&self) -> Duration {
+        let due = self.next_sweep_us.load(Ordering::Acquire);
+        Duration::from_micros(due.saturating_sub(self.clock.now_us()))
     }
 
     /// Queue a sync of `log`; `false` if the syncer is shutting down and
@@ -106,33 +126,41 @@ impl SyncerShared {
         true
     }
 
+    /// The syncer's loop. Each batch syncs the streams that asked, and,
+    /// once a sweep is due, every stream with unsynced records, whatever
+    /// else is queued: so a `Buffered` record written at time t is durable
+    /// by t + `sweep_period_us` + the syncs of two batches (the one under
+    /// way, then the sweep), however busy other streams keep the syncer.
+    /// The period is half of `sync_interval_us`, so that bound stays within
+    /// the interval while a batch syncs in under a quarter of it.
     fn run(&self, mut engine: SyncEngine) {
         let mut gather = Gather::default();
         loop {
             let batch = {
                 let mut queue = self.queue.lock();
-                let mut timed_out = false;
-                while queue.requests.is_empty() && !queue.shutdown && !timed_out {
-                    (queue, timed_out) = self.wake.wait_timeout(queue, self.interval);
+                while queue.requests.is_empty() && !queue.shutdown && !self.sweep_due() {
+                    (queue, _) = self.wake.wait_timeout(queue, self.until_sweep());
                 }
                 self.busy.store(true, Ordering::Release);
                 queue = gather.wait(self, queue);
-                queue.registry.retain(|w| w.strong_count() > 0);
-                if queue.requests.is_empty() {
-                    // The interval bound: buffered records wait at most this long.
-                    let due: Vec<_> = queue
-                        .registry
-                        .iter()
-                        .filter_map(Weak::upgrade)
-                        .filter(|l| l.needs_sync())
-                        .collect();
-                    if due.is_empty() && queue.shutdown {
-                        return;
-                    }
-                    due
-                } else {
-                    std::mem::take(&mut queue.requests)
+                let mut batch = std::mem::take(&mut queue.requests);
+                if self.sweep_due() || (batch.is_empty() && queue.shutdown) {
+                    let now = self.clock.now_us();
+                    self.next_sweep_us
+                        .store(now + self.sweep_period_us, Ordering::Release);
+                    queue.registry.retain(|w| w.strong_count() > 0);
+                    batch.extend(
+                        queue
+                            .registry
+                            .iter()
+                            .filter_map(Weak::upgrade)
+                            .filter(|l| l.needs_sync()),
+                    );
                 }
+                if batch.is_empty() && queue.shutdown {
+                    return;
+                }
+                batch
             };
             let requests = self.waiting.swap(0, Ordering::AcqRel);
             self.last_batch.store(requests, Ordering::Release);
@@ -249,7 +277,9 @@ impl Syncer {
             }),
             wake: Condvar::new(),
             poison: Arc::new(Poison::default()),
-            interval,
+            clock: Clock::new(),
+            sweep_period_us: (interval.as_micros() as u64 / 2).max(1),
+            next_sweep_us: AtomicU64::new((interval.as_micros() as u64 / 2).max(1)),
             counters: Counters::default(),
             waiting: AtomicU64::new(0),
             gather_target: AtomicU64::new(0),
@@ -268,6 +298,16 @@ impl Syncer {
 }
 
 impl Syncer {
+    /// Move the model's clock forward and let the syncer see it (loom has
+    /// no time of its own).
+    #[cfg(loom)]
+    pub(crate) fn advance_clock(&self, by: Duration) {
+        let queue = self.shared.queue.lock();
+        self.shared.clock.advance_us(by.as_micros() as u64);
+        drop(queue);
+        self.shared.wake.notify_one();
+    }
+
     /// What the store's writers and syncer have done so far.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;

@@ -143,6 +143,8 @@ fn stream() -> (std::sync::Arc<MemFile>, Arc<StreamLog>, Syncer) {
     (disk.segment(), log, syncer)
 }
 
+const INTERVAL: Duration = Duration::from_millis(100);
+
 fn stream_with(
     limits: WriterLimits,
 ) -> (
@@ -151,15 +153,29 @@ fn stream_with(
     Syncer,
     std::sync::Arc<SegmentList>,
 ) {
+    let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite);
+    let (disk, log, segments) = stream_on(&syncer, "s", limits);
+    (disk, log, syncer, segments)
+}
+
+/// Another stream, named `name`, of the store that `syncer` serves.
+fn stream_on(
+    syncer: &Syncer,
+    name: &str,
+    limits: WriterLimits,
+) -> (
+    std::sync::Arc<MemDisk>,
+    Arc<StreamLog>,
+    std::sync::Arc<SegmentList>,
+) {
     let disk = std::sync::Arc::new(MemDisk::default());
     let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(disk.clone());
     let segments = std::sync::Arc::new(SegmentList::default());
-    let io = SegmentIo::create(backend, PathBuf::from("s"), "s", limits, segments.clone())
+    let io = SegmentIo::create(backend, PathBuf::from(name), name, limits, segments.clone())
         .expect("in-memory create");
     let encoder = Encoder::new(limits, io.active());
-    let syncer = Syncer::start(Duration::from_millis(100), IoBackend::Pwrite);
-    let log = StreamLog::new(encoder, io, &syncer, limits);
-    (disk, log, syncer, segments)
+    let log = StreamLog::new(encoder, io, syncer, limits);
+    (disk, log, segments)
 }
 
 fn record_end(seq: u64) -> usize {
@@ -321,4 +337,56 @@ fn readers_see_a_contiguous_prefix_while_the_writer_rolls() {
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen, (0..=RECORDS).collect::<Vec<_>>());
+}
+
+/// A `sync()` with nothing new to write, racing a buffered appender that is
+/// writing: whichever finishes last must ask for the sync. In loom the
+/// syncer has no timer (its timed wait only ends when notified), so a
+/// missed request is a deadlock here, where the real store would wait for
+/// `sync_interval_us`.
+#[test]
+fn a_sync_racing_a_buffered_write_never_waits_for_the_timer() {
+    model(|| {
+        let (file, log, syncer) = stream();
+        let appender = {
+            let log = log.clone();
+            loom::thread::spawn(move || log.append(PAYLOAD, 0, false).expect("no fault").seq)
+        };
+        log.sync().expect("no fault");
+        let seq = appender.join().unwrap();
+        // The sync covers whatever was encoded before it; the record is
+        // durable by the end either way, once a later sync runs.
+        let _ = (seq, file);
+        drop(log);
+        drop(syncer);
+    });
+}
+
+/// The sync-interval bound under load: once a sweep is due, the syncer's
+/// next batch syncs every stream with unsynced records, whatever else is
+/// queued, and no appender syncs inline in its place. A batch whose streams
+/// were chosen before the deadline may still cover a later append (it reads
+/// its target when it begins), so the check is: after two `Sync` appends of
+/// a busy stream made one after the other past the deadline, a quiet
+/// stream's buffered record is durable. Sweeping only when no stream asked
+/// for a sync fails this where the second request is queued before the
+/// syncer looks again.
+#[test]
+fn a_due_sweep_syncs_every_dirty_stream_whatever_else_is_queued() {
+    model(|| {
+        let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite);
+        let (_, quiet, _) = stream_on(&syncer, "quiet", limits());
+        let (_, busy, _) = stream_on(&syncer, "busy", limits());
+        let quiet_seq = quiet.append(PAYLOAD, 0, false).expect("no fault").seq;
+        syncer.advance_clock(INTERVAL);
+        for _ in 0..2 {
+            busy.append(PAYLOAD, 0, true).expect("no fault");
+        }
+        assert!(
+            quiet.durable_seq() >= quiet_seq,
+            "two syncs ran after the sweep was due and left a dirty stream out"
+        );
+        drop((quiet, busy));
+        drop(syncer);
+    });
 }
