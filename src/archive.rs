@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::checkpoint::Checkpoint;
-use crate::error::{io_err, Error, Result};
+use crate::error::{io_err, Result};
 use crate::segment::{index_file_name, segment_file_name};
 use crate::stream::Stream;
 
@@ -54,16 +54,7 @@ fn write_marker(backend: &dyn Backend, dir: &Path, live_from_seq: u64) -> Result
 impl Stream {
     /// Seq of the first record in the live log (1 unless segments were archived).
     pub fn first_seq(&self) -> u64 {
-        self.segments().first().map_or(1, |s| s.header.first_seq)
-    }
-
-    /// The error for reading `seq` when it was archived.
-    pub(crate) fn archived_error(&self, seq: u64) -> Error {
-        Error::Archived {
-            stream: self.name().to_string(),
-            seq,
-            location: self.dir().join(ARCHIVE_DIR),
-        }
+        self.segments().first_seq()
     }
 
     /// Move every segment that lies entirely before `checkpoint` (all its

@@ -55,6 +55,10 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 /// A held lock; dropping it releases the lock.
 pub trait LockGuard: Send + Sync + fmt::Debug {}
 
+/// A store's writer lock, shared by every handle that can write and
+/// released when the last of them is dropped or the store is closed.
+pub(crate) type SharedLock = parking_lot::Mutex<Option<Box<dyn LockGuard>>>;
+
 /// One open file.
 // `len` is fallible I/O here; an `is_empty` twin would add nothing.
 #[allow(clippy::len_without_is_empty)]

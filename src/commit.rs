@@ -55,6 +55,15 @@ impl Poison {
     }
 }
 
+/// How a wait for a durable record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    Reached,
+    TimedOut,
+    /// The log was closed first: nothing more will become durable.
+    Closed,
+}
+
 struct EncoderState {
     encoder: Encoder,
     /// Whether some appender is writing the queue.
@@ -82,6 +91,8 @@ pub(crate) struct StreamLog {
     sync_wanted: AtomicU64,
     poison: Poison,
     store_poison: Arc<Poison>,
+    /// Set once the log is closed: nothing more is written through it.
+    closed: AtomicBool,
     syncer: Arc<SyncerShared>,
     segment_bytes_max: u64,
     batch_bytes_max: u64,
@@ -115,6 +126,7 @@ impl StreamLog {
             sync_wanted: AtomicU64::new(0),
             poison: Poison::default(),
             store_poison: syncer.shared.poison.clone(),
+            closed: AtomicBool::new(false),
             syncer: syncer.shared.clone(),
             segment_bytes_max: limits.segment_bytes_max,
             batch_bytes_max: limits.batch_bytes_max,
@@ -138,9 +150,19 @@ impl StreamLog {
         self.last_lamport.load(Ordering::Acquire)
     }
 
+    /// A failure that ends every wait: a poison.
     fn check(&self) -> Result<()> {
         self.store_poison.check()?;
         self.poison.check()
+    }
+
+    /// Whether a new append may be encoded: no poison, not closed.
+    fn check_open(&self) -> Result<()> {
+        self.check()?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// Encode under the lock and write (as the flusher, or by leaving it to
@@ -164,7 +186,7 @@ impl StreamLog {
         }
         let (value, pos, lead) = {
             let mut state = self.encoder.lock();
-            self.check()?;
+            self.check_open()?;
             let value = encode(&mut state.encoder);
             let pos = state.encoder.pos();
             self.encoded.store(pos, Ordering::Release);
@@ -238,10 +260,30 @@ impl StreamLog {
         self.submit(true, |_| ()).map(drop)
     }
 
-    /// Sync, then write a commit marker and sync it (docs/FORMAT.md).
+    /// Sync, write a commit marker and sync it (docs/FORMAT.md), and close:
+    /// later appends get `Error::Closed` and waiting subscribers end. Once
+    /// called, nothing more is written through this log, even if the sync
+    /// failed. Closing a closed log does nothing.
     pub fn close(self: &Arc<Self>) -> Result<()> {
-        self.sync()?;
-        self.submit(true, Encoder::encode_marker).map(drop)
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let result = self.sync().and_then(|()| {
+            // Closed under the encoder lock, right after the marker: every
+            // append encoded before it is covered by the marker's sync.
+            self.submit(true, |e| {
+                e.encode_marker();
+                self.closed.store(true, Ordering::Release);
+            })
+        });
+        self.closed.store(true, Ordering::Release);
+        self.written_changed.notify_all();
+        self.durable_changed.notify_all();
+        match result {
+            // Another thread closed it first.
+            Err(Error::Closed) => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Stop as a crash would: nothing more is written or synced.
@@ -369,24 +411,31 @@ impl StreamLog {
         self.durable_seq.load(Ordering::Acquire)
     }
 
-    /// Wait until record `seq` is on disk, or `deadline` passes (`false`),
-    /// or the store fails.
-    pub fn wait_durable_seq(&self, seq: u64, deadline: Option<std::time::Instant>) -> Result<bool> {
+    /// Wait until record `seq` is on disk, `deadline` passes, the log is
+    /// closed, or the store fails (`Err`).
+    pub fn wait_durable_seq(
+        &self,
+        seq: u64,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Waited> {
         let reached = || self.durable_seq.load(Ordering::Acquire) >= seq;
-        let done = || reached() || self.check().is_err();
+        let closed = || self.closed.load(Ordering::Acquire);
+        let done = || reached() || closed() || self.check().is_err();
         match deadline {
             None => self.durable_changed.wait_until(done),
             Some(deadline) => {
-                if !self.durable_changed.wait_until_deadline(done, deadline) {
-                    return Ok(false);
-                }
+                self.durable_changed.wait_until_deadline(done, deadline);
             }
         }
         if reached() {
-            Ok(true)
-        } else {
-            self.check().map(|()| false)
+            return Ok(Waited::Reached);
         }
+        self.check()?;
+        Ok(if closed() {
+            Waited::Closed
+        } else {
+            Waited::TimedOut
+        })
     }
 
     fn set_durable(&self, pos: Pos, seq: u64) {

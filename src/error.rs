@@ -139,6 +139,11 @@ pub enum Error {
         name: String,
     },
 
+    /// The store was closed ([`Store::close`](crate::Store::close)): every
+    /// handle of it refuses writes; reads go on. Reopen the store to write.
+    #[error("the store was closed; reopen it to write")]
+    Closed,
+
     /// The store can no longer accept writes because an earlier write or
     /// fdatasync failed; reopen it to recover from what is on disk.
     #[error("the store is poisoned by an earlier I/O failure ({cause}); reopen it to recover")]

@@ -69,9 +69,13 @@ pub(crate) enum From {
 
 /// An iterator over a stream's records, oldest first.
 ///
-/// It yields the records that existed when it was created. A damaged record
-/// ends it with an [`Error::Corruption`](crate::Error::Corruption); it never
-/// yields a record whose checksum does not match.
+/// It yields the records that existed when it was created, every seq in
+/// order. A damaged record ends it with an
+/// [`Error::Corruption`](crate::Error::Corruption); it never yields a record
+/// whose checksum does not match. Records it can no longer read because
+/// [`archive_before`](crate::Stream::archive_before) moved them out (before
+/// or while it runs) end it with [`Error::Archived`](crate::Error::Archived)
+/// naming the first such seq: it never skips one.
 #[derive(Debug)]
 pub struct Iter {
     segments: Arc<SegmentList>,
@@ -101,10 +105,29 @@ impl Iter {
         last_seq: u64,
         from: From,
     ) -> Iter {
-        let segment = match from {
-            From::Start => segments.first(),
-            From::Seq(seq) => segments.for_seq(seq).or_else(|| segments.first()),
-            From::Lamport(lamport) => segments.for_lamport(lamport),
+        // Seqs start at 1: a seek to 0 is a seek to the start.
+        let from = match from {
+            From::Seq(seq) => From::Seq(seq.max(1)),
+            other => other,
+        };
+        let (segment, failure) = match from {
+            From::Start => (segments.first(), None),
+            From::Seq(seq) => match segments.for_seq(seq) {
+                Some(segment) => (Some(segment), None),
+                // No live segment starts at or before `seq`: if there are
+                // any, `seq` lies before the live log.
+                None => (None, segments.first().map(|_| segments.archived(seq))),
+            },
+            From::Lamport(lamport) => match segments.for_lamport(lamport) {
+                // Only the first live segment can start above `lamport`;
+                // if records came before it, they were archived.
+                Some(first)
+                    if lamport < first.header.first_lamport && first.header.first_seq > 1 =>
+                {
+                    (None, Some(segments.archived(first.header.first_seq - 1)))
+                }
+                found => (found, None),
+            },
         };
         let mut iter = Iter {
             segments,
@@ -116,7 +139,7 @@ impl Iter {
             next_seq: 0,
             last_seq,
             from,
-            failure: None,
+            failure,
         };
         if let Some(segment) = segment {
             iter.enter(segment);
@@ -171,9 +194,30 @@ impl Iter {
         self.next_seq
     }
 
-    /// Whether every record up to the limit has been yielded.
+    /// Whether every record up to the limit has been yielded (and no error
+    /// is waiting to be).
     pub(crate) fn at_limit(&self) -> bool {
-        self.next_seq > self.last_seq
+        self.failure.is_none() && self.next_seq > self.last_seq
+    }
+
+    /// The live segment after the one just read must start at the next
+    /// seq. If it starts later, the segments between left the live log
+    /// while this iterator was reading (archived): say so, never skip.
+    fn check_successor(&self, next: &Segment) -> Result<()> {
+        let first = next.header.first_seq;
+        if first == self.next_seq {
+            Ok(())
+        } else if self.next_seq < self.segments.first_seq() {
+            Err(self.segments.archived(self.next_seq))
+        } else {
+            Err(next.corruption(
+                0,
+                CorruptionKind::SequenceGap {
+                    expected: self.next_seq,
+                    found: first,
+                },
+            ))
+        }
     }
 
     fn wanted(&self, record: &Record) -> bool {
@@ -203,6 +247,7 @@ impl Iter {
                 self.segment = None;
                 if sealed {
                     if let Some(next) = self.segments.next(&segment) {
+                        self.check_successor(&next)?;
                         self.enter(next);
                     }
                 }

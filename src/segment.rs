@@ -350,12 +350,32 @@ pub(crate) fn new_salt() -> u32 {
 #[derive(Debug, Default)]
 pub(crate) struct SegmentList {
     list: RwLock<Vec<Arc<Segment>>>,
+    /// The stream's name and the folder archived segments went to, for the
+    /// error that readers of an archived seq get.
+    stream: String,
+    archive_dir: PathBuf,
 }
 
 impl SegmentList {
-    pub fn new(segments: Vec<Arc<Segment>>) -> SegmentList {
+    pub fn new(stream: &str, archive_dir: PathBuf, segments: Vec<Arc<Segment>>) -> SegmentList {
         SegmentList {
             list: RwLock::new(segments),
+            stream: stream.to_string(),
+            archive_dir,
+        }
+    }
+
+    /// Seq of the first record of the live log (1 for an empty stream).
+    pub fn first_seq(&self) -> u64 {
+        self.list.read().first().map_or(1, |s| s.header.first_seq)
+    }
+
+    /// The error for reading `seq`, which lies before the live log.
+    pub fn archived(&self, seq: u64) -> Error {
+        Error::Archived {
+            stream: self.stream.clone(),
+            seq,
+            location: self.archive_dir.clone(),
         }
     }
 

@@ -12,12 +12,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, LockGuard, StdBackend};
+use crate::backend::{Backend, SharedLock, StdBackend};
 use crate::error::{io_err, Error, Result};
 use crate::merge::Merge;
 use crate::name;
@@ -48,7 +49,8 @@ pub struct RecoveryReport {
 /// An open lamplog store.
 ///
 /// Cheap to clone and `Send + Sync`. The writer lock is held until the
-/// store and every [`Stream`] handle from it are dropped.
+/// store and every [`Stream`] handle from it are dropped, or until
+/// [`close`](Store::close).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -72,9 +74,31 @@ struct StoreInner {
     opts: Options,
     backend: Arc<dyn Backend>,
     /// The syncer thread and the writer lock; `None` for a read-only store.
-    writing: Option<(Arc<Syncer>, Arc<dyn LockGuard>)>,
-    streams: Mutex<BTreeMap<String, Stream>>,
+    writing: Option<(Arc<Syncer>, Arc<SharedLock>)>,
+    /// One slot per stream name. The map's lock is held only to find a
+    /// slot; a stream is opened under its own slot's lock, so a slow open
+    /// (a directory fsync, a recovery) stalls only callers of that name.
+    streams: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Set by `close`: no stream is opened or written after it.
+    closed: AtomicBool,
     report: RecoveryReport,
+}
+
+/// A stream of the store, opened once.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Held while the stream is being opened (and by `close`, to wait for
+    /// an open in progress).
+    opening: Mutex<()>,
+    stream: OnceLock<Stream>,
+}
+
+impl Slot {
+    fn opened(stream: Stream) -> Arc<Slot> {
+        let slot = Slot::default();
+        let _ = slot.stream.set(stream);
+        Arc::new(slot)
+    }
 }
 
 impl fmt::Debug for Store {
@@ -136,7 +160,7 @@ impl Store {
                 Duration::from_micros(opts.sync_interval_us),
                 opts.io_backend,
             ));
-            Some((syncer, Arc::<dyn LockGuard>::from(guard)))
+            Some((syncer, Arc::new(SharedLock::new(Some(guard)))))
         };
         let names = match backend.list_dir(&streams_dir) {
             Ok(names) => names,
@@ -168,7 +192,7 @@ impl Store {
                 recovered,
                 writing.clone(),
             )?;
-            streams.insert(stream_name, stream);
+            streams.insert(stream_name, Slot::opened(stream));
         }
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -177,6 +201,7 @@ impl Store {
                 backend,
                 writing,
                 streams: Mutex::new(streams),
+                closed: AtomicBool::new(false),
                 report,
             }),
         })
@@ -199,15 +224,40 @@ impl Store {
     /// returns [`Error::StreamNotFound`] for a stream it does not have.
     pub fn stream(&self, stream_name: &str) -> Result<Stream> {
         name::validate(stream_name)?;
-        let mut streams = self.inner.streams.lock();
-        if let Some(stream) = streams.get(stream_name) {
+        let slot = {
+            let mut streams = self.inner.streams.lock();
+            if self.inner.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            match streams.get(stream_name) {
+                Some(slot) => slot.clone(),
+                None if self.inner.writing.is_none() => {
+                    return Err(Error::StreamNotFound {
+                        name: stream_name.to_string(),
+                    })
+                }
+                None => streams.entry(stream_name.to_string()).or_default().clone(),
+            }
+        };
+        if let Some(stream) = slot.stream.get() {
             return Ok(stream.clone());
         }
-        if self.inner.writing.is_none() {
-            return Err(Error::StreamNotFound {
-                name: stream_name.to_string(),
-            });
+        let _opening = slot.opening.lock();
+        if let Some(stream) = slot.stream.get() {
+            return Ok(stream.clone());
         }
+        // `close` sets the flag before it waits for opens in progress, so a
+        // stream opened here is either closed by it or refused here.
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let stream = self.create(stream_name)?;
+        let _ = slot.stream.set(stream.clone());
+        Ok(stream)
+    }
+
+    /// Create (or finish creating) the stream `stream_name` of a writable store.
+    fn create(&self, stream_name: &str) -> Result<Stream> {
         let streams_dir = self.inner.dir.join(STREAMS_DIR);
         let stream_dir = streams_dir.join(stream_name);
         let backend = &self.inner.backend;
@@ -219,16 +269,24 @@ impl Store {
             .map_err(io_err("fsync directory", &streams_dir))?;
         // The folder may hold files from an earlier, interrupted creation.
         let recovered = recover_stream(&**backend, &stream_dir, stream_name, &self.inner.opts)?;
-        let stream = Stream::open(
+        Stream::open(
             backend.clone(),
             stream_name,
             stream_dir,
             &self.inner.opts,
             recovered,
             self.inner.writing.clone(),
-        )?;
-        streams.insert(stream_name.to_string(), stream.clone());
-        Ok(stream)
+        )
+    }
+
+    /// The streams opened so far.
+    fn opened(&self) -> Vec<Stream> {
+        self.inner
+            .streams
+            .lock()
+            .values()
+            .filter_map(|slot| slot.stream.get().cloned())
+            .collect()
     }
 
     /// Counters of the writes and syncs issued since open (zero for a
@@ -284,11 +342,8 @@ impl Store {
     /// A stream that exists (never created by the call).
     fn existing(&self, stream_name: &str) -> Result<Stream> {
         name::validate(stream_name)?;
-        self.inner
-            .streams
-            .lock()
-            .get(stream_name)
-            .cloned()
+        let slot = self.inner.streams.lock().get(stream_name).cloned();
+        slot.and_then(|slot| slot.stream.get().cloned())
             .ok_or_else(|| Error::StreamNotFound {
                 name: stream_name.to_string(),
             })
@@ -296,30 +351,58 @@ impl Store {
 
     /// The names of all streams, sorted.
     pub fn streams(&self) -> Vec<String> {
-        self.inner.streams.lock().keys().cloned().collect()
+        self.inner
+            .streams
+            .lock()
+            .iter()
+            .filter(|(_, slot)| slot.stream.get().is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Make every record appended to any stream durable.
     pub fn sync(&self) -> Result<()> {
-        let streams: Vec<Stream> = self.inner.streams.lock().values().cloned().collect();
         if self.inner.writing.is_none() {
             return Ok(());
         }
-        streams.iter().try_for_each(Stream::sync)
+        self.opened().iter().try_for_each(Stream::sync)
     }
 
-    /// Sync every stream, mark each log as cleanly closed, and close this
-    /// handle. Dropping the last handle does the same but cannot report an
-    /// error.
+    /// Close the store: sync every stream, mark each log as cleanly closed,
+    /// and release the writer lock, so the next writer may open the store
+    /// at once. This closes every handle of the store, clones included:
+    /// writes and [`stream`](Store::stream) then fail with
+    /// [`Error::Closed`], reads go on, and subscriptions end once they have
+    /// yielded every durable record. Dropping the last handle does the
+    /// same but cannot report an error.
+    ///
+    /// Every stream is closed even if one fails; the first error is returned.
     pub fn close(self) -> Result<()> {
-        let streams: Vec<Stream> = self.inner.streams.lock().values().cloned().collect();
-        streams.iter().try_for_each(Stream::close)
+        let slots: Vec<Arc<Slot>> = {
+            let streams = self.inner.streams.lock();
+            self.inner.closed.store(true, Ordering::Release);
+            streams.values().cloned().collect()
+        };
+        let mut result = Ok(());
+        for slot in slots {
+            let _opening = slot.opening.lock();
+            if let Some(stream) = slot.stream.get() {
+                let closed = stream.close();
+                result = result.and(closed);
+            }
+        }
+        // Every log refuses writes now (even one whose close failed), so
+        // no handle of this store can write after the next writer opens.
+        if let Some((_, lock)) = &self.inner.writing {
+            lock.lock().take();
+        }
+        result
     }
 
     /// Drop every handle without syncing, as a crash would leave the store
     /// (the operating system still writes back what was written). For tests.
     #[doc(hidden)]
     pub fn abandon(self) {
-        self.inner.streams.lock().values().for_each(Stream::abandon);
+        self.opened().iter().for_each(Stream::abandon);
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::backend::{Backend, LockGuard};
+use crate::backend::{Backend, SharedLock};
 use crate::commit::StreamLog;
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
@@ -44,8 +44,9 @@ struct Writer {
     log: Arc<StreamLog>,
     /// Keeps the store's syncer running as long as any handle can write.
     _syncer: Arc<Syncer>,
-    /// Keeps the store's writer lock as long as any handle can write.
-    _lock: Arc<dyn LockGuard>,
+    /// Keeps the store's writer lock as long as any handle can write
+    /// (unless the store is closed, which releases it).
+    _lock: Arc<SharedLock>,
 }
 
 impl Drop for StreamInner {
@@ -95,7 +96,7 @@ impl Stream {
         dir: PathBuf,
         opts: &Options,
         recovered: Recovered,
-        writing: Option<(Arc<Syncer>, Arc<dyn LockGuard>)>,
+        writing: Option<(Arc<Syncer>, Arc<SharedLock>)>,
     ) -> Result<Stream> {
         let limits = WriterLimits {
             segment_bytes_max: opts.segment_bytes_max,
@@ -103,7 +104,11 @@ impl Stream {
             batch_bytes_max: opts.batch_bytes_max,
         };
         let tail = recovered.segments.last().cloned();
-        let segments = Arc::new(SegmentList::new(recovered.segments));
+        let segments = Arc::new(SegmentList::new(
+            name,
+            dir.join(crate::archive::ARCHIVE_DIR),
+            recovered.segments,
+        ));
         let writer = match writing {
             None => None,
             Some((syncer, lock)) => {
@@ -286,8 +291,9 @@ impl Stream {
         self.log()?.sync()
     }
 
-    /// Sync and mark the log as cleanly closed (the store's `close` and the
-    /// last handle's drop call this). Appends may still follow.
+    /// Sync, mark the log as cleanly closed, and refuse later appends with
+    /// [`Error::Closed`] (the store's `close` and the last handle's drop
+    /// call this).
     pub(crate) fn close(&self) -> Result<()> {
         match &self.inner.writer {
             Some(writer) => writer.log.close(),
@@ -343,31 +349,23 @@ impl Stream {
     /// cost does not grow with the records before `seq`.
     ///
     /// A seek into records moved out by [`archive_before`](Stream::archive_before)
-    /// yields [`Error::Archived`].
+    /// yields [`Error::Archived`]. Seqs start at 1: `iter_from_seq(0)` is `iter()`.
     pub fn iter_from_seq(&self, seq: u64) -> Iter {
-        if seq < self.first_seq() {
-            return Iter::failed(self.inner.segments.clone(), self.archived_error(seq));
-        }
         self.iter_with(From::Seq(seq))
     }
 
-    /// Records from the first one whose Lamport timestamp is at least `lamport`.
+    /// Records from the first one whose Lamport timestamp is at least
+    /// `lamport`; [`Error::Archived`] if records before the live log may
+    /// hold it.
     pub fn iter_from_lamport(&self, lamport: u64) -> Iter {
-        let first = self.inner.segments.first();
-        if let Some(first) =
-            first.filter(|s| s.header.first_seq > 1 && lamport < s.header.first_lamport)
-        {
-            return Iter::failed(
-                self.inner.segments.clone(),
-                self.archived_error(first.header.first_seq - 1),
-            );
-        }
         self.iter_with(From::Lamport(lamport))
     }
 
     /// Records from `seq` on, each yielded once it is durable, waiting for
     /// new ones (woken by the writer) when there are none. A read-only store
-    /// has no writer to wait for: [`Error::ReadOnly`].
+    /// has no writer to wait for: [`Error::ReadOnly`]. Like an iterator, it
+    /// yields every seq in order or ends with [`Error::Archived`] for the
+    /// first one archived before it could read it.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -392,13 +390,11 @@ impl Stream {
         Ok(Subscription::new(log, iter))
     }
 
-    /// The record with sequence number `seq`, if the stream has it.
+    /// The record with sequence number `seq`, if the stream has it
+    /// ([`Error::Archived`] if it was archived).
     pub fn get(&self, seq: u64) -> Result<Option<Record>> {
         if seq == 0 || seq > self.last_seq() {
             return Ok(None);
-        }
-        if seq < self.first_seq() {
-            return Err(self.archived_error(seq));
         }
         self.iter_from_seq(seq).next().transpose()
     }

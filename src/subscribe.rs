@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::commit::StreamLog;
+use crate::commit::{StreamLog, Waited};
 use crate::error::Result;
 use crate::reader::{Iter, Record};
 
@@ -13,12 +13,14 @@ use crate::reader::{Iter, Record};
 ///
 /// `next()` blocks; [`next_timeout`](Subscription::next_timeout) gives up
 /// after a while. A failure of the store ends the subscription with its
-/// error.
+/// error. When the store closes (or its last handle is dropped), the
+/// subscription yields the records that became durable and then ends
+/// ([`is_ended`](Subscription::is_ended)).
 #[derive(Debug)]
 pub struct Subscription {
     log: Arc<StreamLog>,
     iter: Iter,
-    failed: bool,
+    ended: bool,
 }
 
 impl Subscription {
@@ -26,33 +28,47 @@ impl Subscription {
         Subscription {
             log,
             iter,
-            failed: false,
+            ended: false,
         }
     }
 
-    /// The next durable record, waiting at most `timeout` for one;
-    /// `None` if none came in time.
+    /// The next durable record, waiting at most `timeout` for one; `None`
+    /// if none came in time, or if the subscription ended.
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Record>> {
         self.next_until(Some(Instant::now() + timeout))
     }
 
+    /// Whether the subscription has ended: after an error, or once its
+    /// store closed and every record durable by then was yielded. An ended
+    /// subscription yields nothing more.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<Record>> {
-        if self.failed {
+        if self.ended {
             return None;
         }
         loop {
             if !self.iter.at_limit() {
                 if let Some(record) = self.iter.next() {
-                    self.failed = record.is_err();
+                    self.ended = record.is_err();
                     return Some(record);
                 }
             }
             let want = self.log.durable_seq().max(self.iter_next_seq());
             match self.log.wait_durable_seq(want, deadline) {
-                Ok(true) => self.iter.extend_to(self.log.durable_seq()),
-                Ok(false) => return None,
+                Ok(Waited::Reached) => self.iter.extend_to(self.log.durable_seq()),
+                Ok(Waited::TimedOut) => return None,
+                Ok(Waited::Closed) => {
+                    // Nothing more becomes durable: yield what did, then end.
+                    self.iter.extend_to(self.log.durable_seq());
+                    let next = self.iter.next();
+                    self.ended = next.as_ref().is_none_or(Result::is_err);
+                    return next;
+                }
                 Err(e) => {
-                    self.failed = true;
+                    self.ended = true;
                     return Some(Err(e));
                 }
             }

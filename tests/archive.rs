@@ -160,3 +160,76 @@ fn concurrent_archive_before_calls_leave_a_log_that_opens() {
         assert_eq!(live.last().unwrap().seq(), 1602);
     }
 }
+
+/// Regression (issue 9, defect 5): an iterator that had read into the
+/// archived range went on to the next live segment, skipping every seq in
+/// between without a word; `subscribe_from` a seq before the live log
+/// started at the first live seq. A reader sees every seq in order, or gets
+/// `Error::Archived` for the first one it can no longer read.
+#[test]
+fn an_iterator_held_across_archive_before_reports_archived_instead_of_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    fill(&s, 0..2000, Durability::Buffered);
+    let ckpt = s.checkpoint("snap").unwrap();
+    fill(&s, 2000..2100, Durability::Sync);
+    let mut iter = s.iter();
+    let mut seek = s.iter_from_seq(40);
+    let mut tail = s.subscribe_from(1).unwrap();
+    let read: Vec<u64> = iter.by_ref().take(79).map(|r| r.unwrap().seq()).collect();
+    assert_eq!(read, (1..=79).collect::<Vec<_>>());
+    assert_eq!(seek.next().unwrap().unwrap().seq(), 40);
+    assert_eq!(tail.next().unwrap().unwrap().seq(), 1);
+    let archived = s.archive_before(&ckpt).unwrap();
+    assert!(archived.live_from_seq > 200, "{archived:?}");
+    for (name, reader, mut next) in [
+        (
+            "iter",
+            &mut iter as &mut dyn Iterator<Item = lamplog::Result<lamplog::Record>>,
+            80,
+        ),
+        ("iter_from_seq", &mut seek, 41),
+        ("subscription", &mut tail, 2),
+    ] {
+        loop {
+            match reader.next() {
+                Some(Ok(r)) => {
+                    assert_eq!(r.seq(), next, "{name}: a record was skipped");
+                    next += 1;
+                }
+                Some(Err(Error::Archived { seq, .. })) => {
+                    assert_eq!(seq, next, "{name}: archived error names the wrong seq");
+                    break;
+                }
+                other => panic!("{name}: expected records then Archived at {next}, got {other:?}"),
+            }
+        }
+        assert!(next < archived.live_from_seq, "{name}");
+        assert!(reader.next().is_none(), "{name}: nothing after the error");
+    }
+    // A subscription that starts before the live log says so at once.
+    let mut late = s.subscribe_from(1).unwrap();
+    assert!(matches!(
+        late.next_timeout(std::time::Duration::from_secs(1)),
+        Some(Err(Error::Archived { seq: 1, .. }))
+    ));
+    let mut live = s.subscribe_from(archived.live_from_seq).unwrap();
+    assert_eq!(live.next().unwrap().unwrap().seq(), archived.live_from_seq);
+}
+
+/// Seqs start at 1, so a seek to seq 0 is a seek to the start, never an
+/// `Archived` error on a stream that was never archived (issue 10, item 7).
+#[test]
+fn a_seek_to_seq_zero_reads_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    fill(&s, 0..5, Durability::Sync);
+    let seqs = |it: &mut dyn Iterator<Item = lamplog::Result<lamplog::Record>>| {
+        it.map(|r| r.unwrap().seq()).collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(&mut s.iter_from_seq(0)), [1, 2, 3, 4, 5]);
+    assert_eq!(seqs(&mut s.query().seq(0..).iter()), [1, 2, 3, 4, 5]);
+    assert!(s.get(0).unwrap().is_none());
+}

@@ -96,3 +96,102 @@ fn a_read_only_store_has_nothing_to_wait_for() {
         Err(Error::ReadOnly)
     ));
 }
+
+/// Collect a subscription on another thread; the receiver gets what it
+/// yielded once it ends.
+fn drain_until_end(
+    mut tail: lamplog::Subscription,
+) -> std::sync::mpsc::Receiver<Vec<lamplog::Result<u64>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        for item in tail.by_ref() {
+            got.push(item.map(|r| r.seq()));
+        }
+        let _ = tx.send(got);
+    });
+    rx
+}
+
+/// Regression (issue 9, defect 6): a thread blocked in `Subscription::next`
+/// stayed blocked after `store.close()`, even after another writer had
+/// reopened the store. A subscription ends when its store closes, after
+/// yielding every durable record.
+#[test]
+fn a_subscription_ends_when_its_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    fill(&s, 0..3, Durability::Sync);
+    let ended = drain_until_end(s.subscribe_from(1).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    s.append(payload(3), Durability::Buffered).unwrap();
+    drop(s);
+    store.close().unwrap();
+    let got = ended
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the subscription ended when the store closed");
+    assert_eq!(
+        got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    // The store reopens for writing at once.
+    let store = open(dir.path(), small_opts());
+    assert_eq!(store.stream("s").unwrap().last_seq(), 4);
+}
+
+/// `close` closes the store for every handle: a stream handle still held
+/// elsewhere refuses writes with `Error::Closed` (but still reads), its
+/// subscriptions end, and the writer lock is free for the next open.
+#[test]
+fn close_closes_every_handle_and_frees_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    let other = store.clone();
+    fill(&s, 0..3, Durability::Sync);
+    let ended = drain_until_end(s.subscribe_from(2).unwrap());
+    store.close().unwrap();
+    let got = ended
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the subscription ended when the store closed");
+    assert_eq!(
+        got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(matches!(
+        s.append(payload(9), Durability::Sync),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(other.stream("t"), Err(Error::Closed)));
+    assert_eq!(read_all(&s).len(), 3, "reads go on");
+    let reopened = open(dir.path(), small_opts());
+    let s2 = reopened.stream("s").unwrap();
+    assert_eq!(s2.append(payload(3), Durability::Sync).unwrap().seq, 4);
+    // The old handles write nothing into the new writer's log, even on drop.
+    drop(s);
+    drop(other);
+    drop(s2);
+    reopened.close().unwrap();
+    let store = open(dir.path(), small_opts());
+    assert_eq!(read_all(&store.stream("s").unwrap()).len(), 4);
+}
+
+/// Dropping every handle without `close` ends subscriptions too.
+#[test]
+fn a_subscription_ends_when_the_last_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    fill(&s, 0..2, Durability::Sync);
+    let ended = drain_until_end(s.subscribe_from(1).unwrap());
+    drop(s);
+    drop(store);
+    let got = ended
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the subscription ended when the store was dropped");
+    assert_eq!(
+        got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
