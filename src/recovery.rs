@@ -55,6 +55,8 @@ type Found = (Published, SparseIndex);
 /// A segment's whole records, or the damage after them: its offset, its
 /// kind, and the whole records before it.
 type Checked<T> = Result<T, (u64, CorruptionKind, Found)>;
+/// A tail's whole records and, if bytes follow them, how many are torn.
+type TailChecked = Checked<(Found, Option<u64>)>;
 
 enum Opened {
     Segment(Arc<Segment>),
@@ -72,6 +74,15 @@ struct Recovery<'a> {
     indexes_rebuilt: u64,
 }
 
+/// How many times a read-only open starts over because the log changed
+/// under it (a segment it listed was archived before it could open it).
+/// Archiving is rare, so the second attempt almost always settles it.
+const READ_ONLY_ATTEMPTS: usize = 64;
+
+/// How many times a read-only open reads a live tail again to confirm (or
+/// dismiss) a verdict of damage.
+const TAIL_READINGS_MAX: usize = 8;
+
 /// Open and check every segment of the stream in `dir`.
 pub(crate) fn recover_stream(
     backend: &dyn Backend,
@@ -79,76 +90,200 @@ pub(crate) fn recover_stream(
     stream: &str,
     opts: &Options,
 ) -> Result<Recovered> {
-    let names = backend.list_dir(dir).map_err(io_err("list", dir))?;
-    let mut seqs: Vec<u64> = names
-        .iter()
-        .filter_map(|n| parse_segment_file_name(n))
-        .collect();
-    seqs.sort_unstable();
-    let mut r = Recovery {
-        backend,
-        dir,
-        stream,
-        opts,
-        cuts: Vec::new(),
-        indexes_rebuilt: 0,
-    };
-    // Archiving moves the oldest segments out: the live log then starts at
-    // or before the seq archive.json names.
-    let live_from = crate::archive::live_from(backend, dir).unwrap_or(1);
-    let mut segments: Vec<Arc<Segment>> = Vec::new();
-    for (i, &first_seq) in seqs.iter().enumerate() {
-        let path = dir.join(segment_file_name(first_seq));
-        let is_last = i + 1 == seqs.len();
-        let prev = segments.last().map(|s| s.published());
-        match r.open_segment(&path, first_seq, prev, is_last, live_from)? {
-            Opened::Segment(segment) => segments.push(segment),
-            Opened::TornCreation => {
-                r.cut_whole(&path, CutReason::TornSegmentCreation)?;
-            }
-            Opened::Damaged(damage) => {
-                if r.opts.recovery == RecoveryMode::Strict {
-                    return Err(Error::Corruption {
-                        stream: stream.into(),
-                        segment: path,
-                        offset: damage.offset,
-                        kind: damage.kind,
-                    });
-                }
-                if let Some(segment) = r.repair(&path, damage)? {
-                    segments.push(segment);
-                }
-                for &later in &seqs[i + 1..] {
-                    r.cut_whole(
-                        &dir.join(segment_file_name(later)),
-                        CutReason::Repair(CorruptionKind::DataAfterEnd),
-                    )?;
-                }
-                break;
-            }
+    for _ in 0..READ_ONLY_ATTEMPTS {
+        let mut r = Recovery {
+            backend,
+            dir,
+            stream,
+            opts,
+            cuts: Vec::new(),
+            indexes_rebuilt: 0,
+        };
+        if let Some(recovered) = r.walk()? {
+            return Ok(recovered);
         }
     }
-    // A sealed segment whose successor was cut (an interrupted creation, a
-    // repair) is the tail again: it was synced whole, so writing resumes at its end.
-    if let Some(last) = segments
-        .last_mut()
-        .filter(|s| s.is_sealed() && r.writable())
-    {
-        let file = r.open_file(&last.path)?;
-        let index = last.index.read().clone();
-        *last = Arc::new(Segment::open(
-            last.path.clone(),
-            last.header.clone(),
-            file,
-            last.published(),
-            index,
-        ));
+    Err(io_err("list", dir)(std::io::Error::other(
+        "segments kept being archived while a read-only open read them",
+    )))
+}
+
+impl Recovery<'_> {
+    /// Walk the chain of segments from the first one listed. A sealed
+    /// segment's successor is the file named after its last seq + 1,
+    /// opened by that name: a directory listing is not a snapshot (one
+    /// taken while the writer creates segments can miss one and show a
+    /// later one), so it only says where the chain starts and which
+    /// segments have successors (are sealed). Every listed segment must be
+    /// on the chain. `None`: a read-only open found that the log changed
+    /// under it (a segment vanished, archived) and must start over.
+    fn walk(&mut self) -> Result<Option<Recovered>> {
+        let dir = self.dir;
+        let names = self.backend.list_dir(dir).map_err(io_err("list", dir))?;
+        let mut listed: Vec<u64> = names
+            .iter()
+            .filter_map(|n| parse_segment_file_name(n))
+            .collect();
+        listed.sort_unstable();
+        // Read after the listing: archiving replaces the marker before it
+        // moves any segment, so this marker covers every move the listing saw.
+        let live_from = crate::archive::live_from(self.backend, dir).unwrap_or(1);
+        let mut segments: Vec<Arc<Segment>> = Vec::new();
+        let mut next = listed.first().copied();
+        while let Some(wanted) = next.take() {
+            let prev = segments.last().map(|s| s.published());
+            // A segment with a later one listed was complete before that one existed.
+            let is_last = |seq: u64| listed.last().is_none_or(|&l| seq >= l);
+            let path = dir.join(segment_file_name(wanted));
+            let (first_seq, path, opened) =
+                match self.open_segment(&path, wanted, prev, is_last(wanted), live_from) {
+                    Err(e) if is_not_found(&e) => match self.missing(&segments, wanted, &listed) {
+                        Some((first_seq, path, hole)) => (first_seq, path, hole?),
+                        None => return Ok(None),
+                    },
+                    other => (wanted, path, other?),
+                };
+            match opened {
+                Opened::Segment(segment) => {
+                    if !is_last(first_seq) {
+                        next = Some(segment.published().last_seq + 1);
+                    }
+                    segments.push(segment);
+                }
+                Opened::TornCreation => {
+                    self.cut_whole(&path, CutReason::TornSegmentCreation)?;
+                }
+                Opened::Damaged(damage) => {
+                    if self.opts.recovery == RecoveryMode::Strict {
+                        return Err(Error::Corruption {
+                            stream: self.stream.into(),
+                            segment: path,
+                            offset: damage.offset,
+                            kind: damage.kind,
+                        });
+                    }
+                    if let Some(segment) = self.repair(&path, damage)? {
+                        segments.push(segment);
+                    }
+                    for &later in listed.iter().filter(|&&l| l > first_seq) {
+                        self.cut_whole(
+                            &dir.join(segment_file_name(later)),
+                            CutReason::Repair(CorruptionKind::DataAfterEnd),
+                        )?;
+                    }
+                    return self.finish(segments).map(Some);
+                }
+            }
+        }
+        self.check_all_on_chain(&segments, &listed)?;
+        self.finish(segments).map(Some)
     }
-    Ok(Recovered {
-        segments,
-        cuts: r.cuts,
-        indexes_rebuilt: r.indexes_rebuilt,
-    })
+
+    /// The segment that should start at `first_seq` does not exist. `None`
+    /// when a read-only open must start over: its predecessor is gone too
+    /// (or it was the first listed), so segments were archived during the
+    /// walk. Otherwise the chain has a hole before the next listed segment,
+    /// which is damaged as a whole (a sequence gap at its start).
+    fn missing(
+        &self,
+        segments: &[Arc<Segment>],
+        first_seq: u64,
+        listed: &[u64],
+    ) -> Option<(u64, PathBuf, Result<Opened>)> {
+        let gone = |p: &Path| {
+            matches!(self.backend.open(p, OpenMode::Read),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        };
+        let path = self.dir.join(segment_file_name(first_seq));
+        let Some(prev) = segments.last() else {
+            return match self.writable() {
+                false => None,
+                true => Some((
+                    first_seq,
+                    path.clone(),
+                    Err(io_err("open", &path)(std::io::ErrorKind::NotFound.into())),
+                )),
+            };
+        };
+        if !self.writable() && gone(&prev.path) {
+            return None;
+        }
+        let found = listed
+            .iter()
+            .copied()
+            .find(|&l| l > prev.header.first_seq)
+            .unwrap_or(first_seq);
+        let hole = Damage {
+            offset: 0,
+            kind: CorruptionKind::SequenceGap {
+                expected: first_seq,
+                found,
+            },
+            good: None,
+        };
+        Some((
+            found,
+            self.dir.join(segment_file_name(found)),
+            Ok(Opened::Damaged(hole)),
+        ))
+    }
+
+    /// A listed segment that the chain skipped starts inside another
+    /// segment's records or after a hole: corruption.
+    fn check_all_on_chain(&self, segments: &[Arc<Segment>], listed: &[u64]) -> Result<()> {
+        let on_chain = |seq: u64| segments.iter().any(|s| s.header.first_seq == seq);
+        let cut = |seq: u64| {
+            self.cuts
+                .iter()
+                .any(|c| c.segment == self.dir.join(segment_file_name(seq)))
+        };
+        let Some(&stray) = listed.iter().find(|&&l| !on_chain(l) && !cut(l)) else {
+            return Ok(());
+        };
+        let expected = segments
+            .iter()
+            .rev()
+            .find(|s| s.header.first_seq < stray)
+            .map_or(1, |s| s.published().last_seq + 1);
+        Err(Error::Corruption {
+            stream: self.stream.into(),
+            segment: self.dir.join(segment_file_name(stray)),
+            offset: 0,
+            kind: CorruptionKind::SequenceGap {
+                expected,
+                found: stray,
+            },
+        })
+    }
+
+    /// A sealed segment whose successor was cut (an interrupted creation, a
+    /// repair) is the tail again: it was synced whole, so writing resumes at
+    /// its end.
+    fn finish(&mut self, mut segments: Vec<Arc<Segment>>) -> Result<Recovered> {
+        if let Some(last) = segments
+            .last_mut()
+            .filter(|s| s.is_sealed() && self.writable())
+        {
+            let file = self.open_file(&last.path)?;
+            let index = last.index.read().clone();
+            *last = Arc::new(Segment::open(
+                last.path.clone(),
+                last.header.clone(),
+                file,
+                last.published(),
+                index,
+            ));
+        }
+        Ok(Recovered {
+            segments,
+            cuts: std::mem::take(&mut self.cuts),
+            indexes_rebuilt: self.indexes_rebuilt,
+        })
+    }
+}
+
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { op: "open", source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 impl Recovery<'_> {
@@ -179,7 +314,7 @@ impl Recovery<'_> {
     ) -> Result<Opened> {
         let file = self.open_file(path)?;
         let len = file.len().map_err(io_err("stat", path))?;
-        let bytes = self.map(&*file, path, len)?;
+        let mut bytes = self.map(&*file, path, len)?;
         let damaged = |offset, kind| {
             Ok(Opened::Damaged(Damage {
                 offset,
@@ -240,7 +375,9 @@ impl Recovery<'_> {
             + index::INDEX_HEADER_LEN as u64;
         let parsed = index::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
         let checked = if is_last {
-            self.scan_tail(&bytes, &header, parsed)
+            let (checked, seen) = self.scan_tail_settled(&*file, path, bytes, &header, parsed)?;
+            bytes = seen;
+            checked
         } else {
             match self.check_sealed(&bytes, &header, parsed) {
                 Some(found) => Ok((found, None)),
@@ -369,6 +506,48 @@ impl Recovery<'_> {
         Ok(found)
     }
 
+    /// `scan_tail`, made safe against a writer in another process. A
+    /// read-only open may read the tail while that writer writes it, so a
+    /// frame it saw half-written can seem damaged while a later frame it saw
+    /// complete seems to prove the damage durable. But that later frame was
+    /// written after the damaged bytes were whole and synced: read again,
+    /// through a fresh map, after the proof was seen, they decode. So a
+    /// verdict of damage counts only if a second reading finds the same
+    /// damage at the same offset; one that never settles is where this
+    /// reader's view ends (a read-only open changes nothing). Returns the
+    /// verdict and the bytes it was reached on.
+    fn scan_tail_settled(
+        &self,
+        file: &dyn BackendFile,
+        path: &Path,
+        mut bytes: Bytes,
+        h: &SegmentHeader,
+        parsed: Option<ParsedIndex>,
+    ) -> Result<(TailChecked, Bytes)> {
+        let mut verdict = self.scan_tail(&bytes, h, parsed.clone());
+        if self.writable() {
+            return Ok((verdict, bytes));
+        }
+        for _ in 0..TAIL_READINGS_MAX {
+            let Err((offset, kind, _)) = &verdict else {
+                return Ok((verdict, bytes));
+            };
+            let (offset, kind) = (*offset, kind.clone());
+            drop(bytes);
+            let len = file.len().map_err(io_err("stat", path))?;
+            bytes = self.map(file, path, len)?;
+            verdict = self.scan_tail(&bytes, h, parsed.clone());
+            if matches!(&verdict, Err((o, k, _)) if *o == offset && *k == kind) {
+                return Ok((verdict, bytes));
+            }
+        }
+        let settled = match verdict {
+            Err((offset, _, found)) => Ok((found, Some(bytes.len() as u64 - offset))),
+            ok => ok,
+        };
+        Ok((settled, bytes))
+    }
+
     /// Scan the tail from the last index point known to be durable, then
     /// decide what the bytes after the last whole record are: nothing (only
     /// zeros), a torn tail (`Some` of its length up to the last non-zero
@@ -378,7 +557,7 @@ impl Recovery<'_> {
         bytes: &[u8],
         h: &SegmentHeader,
         parsed: Option<ParsedIndex>,
-    ) -> Checked<(Found, Option<u64>)> {
+    ) -> TailChecked {
         let record_max = self.opts.record_bytes_max;
         let entries = parsed.map(|p| p.entries).unwrap_or_default();
         let decode_entry = |e: &IndexEntry| {

@@ -111,45 +111,6 @@ fn buffered_records_are_synced_within_the_interval_while_other_streams_sync() {
     eprintln!("quiet records durable after {waits:?} (interval {interval:?})");
 }
 
-/// A backend whose creation of one stream's folder is slow, as a stream
-/// open can be (a directory fsync, a recovery).
-#[derive(Debug)]
-struct SlowToCreate(&'static str, Duration);
-
-impl lamplog::backend::Backend for SlowToCreate {
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        if path.ends_with(self.0) {
-            std::thread::sleep(self.1);
-        }
-        lamplog::backend::StdBackend.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        lamplog::backend::StdBackend.list_dir(path)
-    }
-    fn open(
-        &self,
-        path: &std::path::Path,
-        mode: lamplog::backend::OpenMode,
-    ) -> std::io::Result<std::sync::Arc<dyn lamplog::backend::BackendFile>> {
-        lamplog::backend::StdBackend.open(path, mode)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        lamplog::backend::StdBackend.rename(from, to)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        lamplog::backend::StdBackend.remove_file(path)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        lamplog::backend::StdBackend.sync_dir(path)
-    }
-    fn try_lock(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<Option<Box<dyn lamplog::backend::LockGuard>>> {
-        lamplog::backend::StdBackend.try_lock(path)
-    }
-}
-
 /// Regression (issue 9, found by reading): `Store::stream` held the
 /// store-wide lock while it created a stream's folder, fsynced it and
 /// recovered the stream, so one slow open stalled every lookup and every
@@ -158,12 +119,19 @@ impl lamplog::backend::Backend for SlowToCreate {
 fn a_slow_stream_open_does_not_stall_other_streams() {
     let dir = tempfile::tempdir().unwrap();
     let slow = Duration::from_millis(1500);
-    let store = lamplog::Store::open_with(
-        std::sync::Arc::new(SlowToCreate("slow", slow)),
-        dir.path(),
-        small_opts(),
-    )
-    .unwrap();
+    // Creating the folder of the stream "slow" takes a while, as an open
+    // can (a directory fsync, a recovery).
+    let hooks = hooked::Hooked {
+        create_dir_all: Some(Box::new(move |path| {
+            if path.ends_with("slow") {
+                std::thread::sleep(slow);
+            }
+        })),
+        ..Default::default()
+    };
+    let backend = hooked::HookedBackend(std::sync::Arc::new(hooks));
+    let store =
+        lamplog::Store::open_with(std::sync::Arc::new(backend), dir.path(), small_opts()).unwrap();
     store.stream("fast").unwrap();
     let opener = {
         let store = store.clone();

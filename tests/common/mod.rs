@@ -1,6 +1,7 @@
 //! Helpers shared by the scenario tests.
 #![allow(dead_code)]
 
+pub mod hooked;
 pub mod sim;
 
 use std::fs;

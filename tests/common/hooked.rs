@@ -1,0 +1,111 @@
+//! The real filesystem with hooks that change what some calls see, to
+//! stage races deterministically: a directory listing that misses entries
+//! created meanwhile, a view of a file taken while it was being written, a
+//! slow directory creation.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lamplog::backend::{Backend, BackendFile, LockGuard, Map, OpenMode, StdBackend};
+
+type Hook<T> = Option<Box<dyn Fn(&Path, &mut T) + Send + Sync>>;
+type Before = Option<Box<dyn Fn(&Path) + Send + Sync>>;
+
+/// `StdBackend`, with hooks.
+#[derive(Default)]
+pub struct Hooked {
+    /// May edit the names a listing returns.
+    pub list_dir: Hook<Vec<String>>,
+    /// May edit a view of a file (the view becomes a copy).
+    pub map: Hook<Vec<u8>>,
+    /// Runs before a directory is created.
+    pub create_dir_all: Before,
+}
+
+impl fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hooked")
+    }
+}
+
+#[derive(Debug)]
+struct HookedFile {
+    path: std::path::PathBuf,
+    inner: Arc<dyn BackendFile>,
+    hooks: Arc<Hooked>,
+}
+
+/// A shared handle, so that files can reach the hooks.
+#[derive(Debug, Clone)]
+pub struct HookedBackend(pub Arc<Hooked>);
+
+impl Backend for HookedBackend {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        if let Some(hook) = &self.0.create_dir_all {
+            hook(path);
+        }
+        StdBackend.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = StdBackend.list_dir(path)?;
+        if let Some(hook) = &self.0.list_dir {
+            hook(path, &mut names);
+        }
+        Ok(names)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>> {
+        Ok(Arc::new(HookedFile {
+            path: path.to_path_buf(),
+            inner: StdBackend.open(path, mode)?,
+            hooks: self.0.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdBackend.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdBackend.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdBackend.sync_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        StdBackend.try_lock(path)
+    }
+}
+
+impl BackendFile for HookedFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn map(&self, len: u64) -> io::Result<Map> {
+        let map = self.inner.map(len)?;
+        let Some(hook) = &self.hooks.map else {
+            return Ok(map);
+        };
+        let mut bytes = map.bytes.to_vec();
+        hook(&self.path, &mut bytes);
+        Ok(Map {
+            bytes: Bytes::from(bytes),
+            live: false,
+        })
+    }
+}
