@@ -22,17 +22,6 @@ pub enum OpenMode {
     CreateNew,
 }
 
-/// A read-only view of a file's first bytes.
-#[derive(Debug, Clone)]
-pub struct Map {
-    /// The bytes, `[0, len)` of the file.
-    pub bytes: Bytes,
-    /// Whether later writes to the file show through this view (true for a
-    /// real memory map). A copy is not live: it must be taken again to see
-    /// bytes written after it.
-    pub live: bool,
-}
-
 /// A directory tree of files: the real filesystem or a simulated disk.
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Create a directory and its parents.
@@ -78,8 +67,11 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     /// writes below `len` change no metadata: neither the file's size nor
     /// (on ext4) an unwritten extent.
     fn allocate(&self, len: u64) -> io::Result<()>;
-    /// A view of `[0, len)`; `len` must not exceed the file's length.
-    fn map(&self, len: u64) -> io::Result<Map>;
+    /// A read-only view of `[0, len)` (a memory map, or a copy); `len` must
+    /// not exceed the file's length. Writes to the file past `len` are not
+    /// part of the view; bytes inside it must not be written while it lives
+    /// (docs/UNSAFE.md).
+    fn map(&self, len: u64) -> io::Result<Bytes>;
     /// The operating system's descriptor, for batched syncs through
     /// io_uring; `None` for files that are not real.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -293,11 +285,8 @@ impl BackendFile for StdFile {
         Ok(rustix::fs::syncfs(&self.0)?)
     }
 
-    fn map(&self, len: u64) -> io::Result<Map> {
-        Ok(Map {
-            bytes: crate::sys::mmap::map(&self.0, len)?,
-            live: true,
-        })
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        crate::sys::mmap::map(&self.0, len)
     }
 }
 

@@ -301,7 +301,7 @@ impl Recovery<'_> {
     }
 
     fn map(&self, file: &dyn BackendFile, path: &Path, len: u64) -> Result<Bytes> {
-        Ok(file.map(len).map_err(io_err("mmap", path))?.bytes)
+        file.map(len).map_err(io_err("mmap", path))
     }
 
     fn open_segment(

@@ -193,15 +193,10 @@ pub(crate) struct Segment {
     sealed: AtomicBool,
     /// The writer's last publication (under a lock: it is several fields).
     published: Mutex<Published>,
-    view: Mutex<View>,
+    /// A view of the records published so far (it may be older than the
+    /// latest publication; `bytes` maps again when a reader needs more).
+    view: Mutex<Bytes>,
     pub index: RwLock<SparseIndex>,
-}
-
-#[derive(Debug)]
-struct View {
-    bytes: Bytes,
-    /// Readers may trust `bytes` up to here.
-    valid: u64,
 }
 
 impl Segment {
@@ -237,7 +232,6 @@ impl Segment {
         published: Published,
         index: SparseIndex,
     ) -> Segment {
-        let valid = bytes.len() as u64;
         Segment {
             path,
             header,
@@ -245,7 +239,7 @@ impl Segment {
             end: AtomicU64::new(published.end),
             sealed: AtomicBool::new(false),
             published: Mutex::new(published),
-            view: Mutex::new(View { bytes, valid }),
+            view: Mutex::new(bytes),
             index: RwLock::new(index),
         }
     }
@@ -283,20 +277,22 @@ impl Segment {
         self.sealed.store(true, Ordering::Release);
     }
 
-    /// The segment's bytes, covering at least `[0, end)`.
+    /// The segment's bytes, covering at least `[0, end)`; `end` must be
+    /// published. A new view maps exactly the published end, never the
+    /// preallocated space after it: the writer goes on writing there, and
+    /// no byte inside a map may change while it is mapped (docs/UNSAFE.md).
     pub fn bytes(&self, end: u64) -> Result<Bytes> {
         let mut view = self.view.lock();
-        if view.valid < end {
+        if (view.len() as u64) < end {
             let file = self.file.lock().clone();
             let file = file.ok_or_else(|| {
                 io_err("map", &self.path)(std::io::ErrorKind::UnexpectedEof.into())
             })?;
-            let len = file.len().map_err(io_err("stat", &self.path))?;
-            let map = file.map(len).map_err(io_err("mmap", &self.path))?;
-            view.valid = if map.live { len } else { end };
-            view.bytes = map.bytes;
+            let published = self.end();
+            debug_assert!(end <= published, "a view past the published end");
+            *view = file.map(published).map_err(io_err("mmap", &self.path))?;
         }
-        Ok(view.bytes.clone())
+        Ok(view.clone())
     }
 
     /// Decode the frame at `offset` of `bytes` (a view of this segment).

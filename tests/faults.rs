@@ -10,91 +10,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use lamplog::backend::{Backend, BackendFile, LockGuard, Map, OpenMode, StdBackend};
 use lamplog::{Durability, Error, Options, Store};
 
-/// The real filesystem, with switches that make segment writes or syncs fail.
+/// Switches that make segment writes or syncs fail.
 #[derive(Debug, Default)]
 struct Faulty {
     fail_sync: AtomicBool,
     fail_write: AtomicBool,
 }
 
-#[derive(Debug)]
-struct FaultyFile {
-    inner: Arc<dyn BackendFile>,
-    faults: Arc<Faulty>,
-    segment: bool,
-}
-
-#[derive(Debug)]
-struct FaultyBackend(Arc<Faulty>);
-
-impl Backend for FaultyBackend {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        StdBackend.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        StdBackend.list_dir(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>> {
-        let segment = path.extension().is_some_and(|e| e == "seg");
-        Ok(Arc::new(FaultyFile {
-            inner: StdBackend.open(path, mode)?,
-            faults: self.0.clone(),
-            segment,
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdBackend.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        StdBackend.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        StdBackend.sync_dir(path)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
-        StdBackend.try_lock(path)
-    }
-}
-
-impl BackendFile for FaultyFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if self.segment && self.faults.fail_write.load(Ordering::SeqCst) {
-            // A short write: half the bytes land, then the disk is full.
-            self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
-            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
-        }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if self.segment && self.faults.fail_sync.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(5)); // EIO
-        }
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn map(&self, len: u64) -> io::Result<Map> {
-        self.inner.map(len)
-    }
-}
-
 fn faulty_store(root: &Path) -> (Store, Arc<Faulty>) {
+    faulty_store_with(root, small_opts())
+}
+
+fn faulty_store_with(root: &Path, opts: Options) -> (Store, Arc<Faulty>) {
     let faults = Arc::new(Faulty::default());
-    let store =
-        Store::open_with(Arc::new(FaultyBackend(faults.clone())), root, small_opts()).unwrap();
+    let is_segment = |p: &Path| p.extension().is_some_and(|e| e == "seg");
+    let (on_write, on_sync) = (faults.clone(), faults.clone());
+    let hooks = hooked::Hooked {
+        // A short write: half the bytes land, then the disk is full.
+        write: Some(Box::new(move |path, _| {
+            (is_segment(path) && on_write.fail_write.load(Ordering::SeqCst))
+                .then(|| io::Error::from_raw_os_error(28))
+        })),
+        sync_data: Some(Box::new(move |path, _| {
+            (is_segment(path) && on_sync.fail_sync.load(Ordering::SeqCst))
+                .then(|| io::Error::from_raw_os_error(5))
+        })),
+        ..Default::default()
+    };
+    let backend = Arc::new(hooked::HookedBackend(Arc::new(hooks)));
+    let store = Store::open_with(backend, root, opts).unwrap();
     (store, faults)
 }
 
@@ -145,14 +91,12 @@ fn a_failed_fdatasync_poisons_the_store_and_reopen_recovers() {
 #[test]
 fn a_failed_fdatasync_of_the_writer_itself_poisons_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let faults = Arc::new(Faulty::default());
     // No interval syncs: the only fdatasync is the one before a roll.
     let opts = Options {
         sync_interval_us: 3_600_000_000,
         ..small_opts()
     };
-    let store =
-        Store::open_with(Arc::new(FaultyBackend(faults.clone())), dir.path(), opts).unwrap();
+    let (store, faults) = faulty_store_with(dir.path(), opts);
     let stream = store.stream("s").unwrap();
     let other = store.stream("other").unwrap();
     fill(&stream, 0..20, Durability::Sync);

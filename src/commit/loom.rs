@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{StreamLog, Syncer};
-use crate::backend::{Backend, BackendFile, LockGuard, Map, OpenMode};
+use crate::backend::{Backend, BackendFile, LockGuard, OpenMode};
 use crate::frame::frame_len;
 use crate::options::IoBackend;
 use crate::segment::{SegmentList, SEGMENT_HEADER_LEN};
@@ -73,11 +73,10 @@ impl BackendFile for MemFile {
         }
         Ok(())
     }
-    fn map(&self, len: u64) -> io::Result<Map> {
-        Ok(Map {
-            bytes: Bytes::copy_from_slice(&self.data.lock().unwrap()[..len as usize]),
-            live: false,
-        })
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        Ok(Bytes::copy_from_slice(
+            &self.data.lock().unwrap()[..len as usize],
+        ))
     }
 }
 

@@ -1,7 +1,7 @@
-//! The real filesystem with hooks that change what some calls see, to
-//! stage races deterministically: a directory listing that misses entries
-//! created meanwhile, a view of a file taken while it was being written, a
-//! slow directory creation.
+//! The real filesystem with hooks that change what some calls see or do,
+//! to stage races and faults deterministically: a directory listing that
+//! misses entries created meanwhile, a view of a file taken while it was
+//! being written, a slow directory creation, a short write, a failed sync.
 
 use std::fmt;
 use std::io;
@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use lamplog::backend::{Backend, BackendFile, LockGuard, Map, OpenMode, StdBackend};
+use lamplog::backend::{Backend, BackendFile, LockGuard, OpenMode, StdBackend};
 
 type Hook<T> = Option<Box<dyn Fn(&Path, &mut T) + Send + Sync>>;
 type Before = Option<Box<dyn Fn(&Path) + Send + Sync>>;
+type Fail<T> = Option<Box<dyn Fn(&Path, &T) -> Option<io::Error> + Send + Sync>>;
 
 /// `StdBackend`, with hooks.
 #[derive(Default)]
@@ -23,6 +24,11 @@ pub struct Hooked {
     pub map: Hook<Vec<u8>>,
     /// Runs before a directory is created.
     pub create_dir_all: Before,
+    /// Given a file and the bytes of a write: `Some(error)` makes the write
+    /// land half of them, then fail with `error` (a short write).
+    pub write: Fail<[u8]>,
+    /// `Some(error)` makes an fdatasync fail with it, syncing nothing.
+    pub sync_data: Fail<()>,
 }
 
 impl fmt::Debug for Hooked {
@@ -85,9 +91,21 @@ impl BackendFile for HookedFile {
         self.inner.read_exact_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if let Some(error) = self.hooks.write.as_ref().and_then(|h| h(&self.path, buf)) {
+            self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
+            return Err(error);
+        }
         self.inner.write_all_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
+        if let Some(error) = self
+            .hooks
+            .sync_data
+            .as_ref()
+            .and_then(|h| h(&self.path, &()))
+        {
+            return Err(error);
+        }
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -96,16 +114,13 @@ impl BackendFile for HookedFile {
     fn allocate(&self, len: u64) -> io::Result<()> {
         self.inner.allocate(len)
     }
-    fn map(&self, len: u64) -> io::Result<Map> {
+    fn map(&self, len: u64) -> io::Result<Bytes> {
         let map = self.inner.map(len)?;
         let Some(hook) = &self.hooks.map else {
             return Ok(map);
         };
-        let mut bytes = map.bytes.to_vec();
+        let mut bytes = map.to_vec();
         hook(&self.path, &mut bytes);
-        Ok(Map {
-            bytes: Bytes::from(bytes),
-            live: false,
-        })
+        Ok(Bytes::from(bytes))
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use lamplog::backend::{Backend, BackendFile, LockGuard, Map, OpenMode};
+use lamplog::backend::{Backend, BackendFile, LockGuard, OpenMode};
 
 /// A mutating operation, in the order the store issued it.
 #[derive(Debug, Clone)]
@@ -384,7 +384,7 @@ impl BackendFile for SimFile {
         Ok(())
     }
 
-    fn map(&self, len: u64) -> io::Result<Map> {
+    fn map(&self, len: u64) -> io::Result<Bytes> {
         let state = self.disk.0.lock().unwrap();
         if state.reads_fail() {
             return Err(io::Error::from_raw_os_error(5));
@@ -392,9 +392,6 @@ impl BackendFile for SimFile {
         let data = state.files[self.id]
             .get(..len as usize)
             .ok_or(io::ErrorKind::UnexpectedEof)?;
-        Ok(Map {
-            bytes: Bytes::copy_from_slice(data),
-            live: false,
-        })
+        Ok(Bytes::copy_from_slice(data))
     }
 }
