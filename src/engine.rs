@@ -2,18 +2,19 @@
 //! portable pwrite backend), or all at once through io_uring, which lets
 //! the kernel and the device work on many files' syncs together.
 //!
-//! A batch of many files on one filesystem is made durable with a single
-//! `syncfs` instead, on kernels that report writeback errors through it
-//! (Linux 5.8 and later): each fdatasync ends with a device cache flush,
-//! and on a virtual disk those flushes, one per file, dominate. One
-//! `syncfs` writes the same data and flushes once (measured here: 100
-//! files, 1.7 ms against 12 ms).
+//! With `SyncScope::Filesystem`, a batch of many files on one filesystem is
+//! made durable with a single `syncfs` instead, on kernels that report
+//! writeback errors through it (Linux 5.8 and later): each fdatasync ends
+//! with a device cache flush, and on a virtual disk those flushes, one per
+//! file, dominate. One `syncfs` writes the same data and flushes once
+//! (measured here: 100 files, 1.7 ms against 12 ms), but it also writes
+//! back every other dirty page of the filesystem (docs/PERFORMANCE.md).
 
 use std::io;
 use std::sync::Arc;
 
 use crate::backend::BackendFile;
-use crate::options::IoBackend;
+use crate::options::{IoBackend, SyncScope};
 
 /// Batches of at least this many files on one filesystem use `syncfs`.
 const SYNCFS_FILES_MIN: usize = 4;
@@ -21,7 +22,8 @@ const SYNCFS_FILES_MIN: usize = 4;
 #[derive(Debug)]
 pub(crate) struct SyncEngine {
     kind: Kind,
-    /// Whether `syncfs` reports writeback errors on this kernel.
+    /// Whether batches of many files use `syncfs`: chosen, and reporting
+    /// writeback errors on this kernel.
     syncfs: bool,
 }
 
@@ -44,7 +46,7 @@ fn syncfs_reports_errors() -> bool {
 
 impl SyncEngine {
     /// The engine for `choice`, and why it is not the one asked for, if so.
-    pub fn new(choice: IoBackend) -> (SyncEngine, Option<String>) {
+    pub fn new(choice: IoBackend, scope: SyncScope) -> (SyncEngine, Option<String>) {
         let (kind, fallback) = match choice {
             IoBackend::Pwrite => (Kind::Sequential, None),
             #[cfg(feature = "io-uring")]
@@ -64,7 +66,7 @@ impl SyncEngine {
         (
             SyncEngine {
                 kind,
-                syncfs: syncfs_reports_errors(),
+                syncfs: scope == SyncScope::Filesystem && syncfs_reports_errors(),
             },
             fallback,
         )

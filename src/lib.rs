@@ -57,7 +57,7 @@ pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use error::{CorruptionKind, Error, Result};
 pub use frame::Kind;
 pub use merge::{Merge, MergedRecord};
-pub use options::{Durability, IoBackend, Options, RecoveryMode};
+pub use options::{Durability, IoBackend, Options, RecoveryMode, SyncScope};
 pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
 pub use query::{Query, QueryIter};
 pub use reader::{Iter, Record};

@@ -159,6 +159,7 @@ impl Store {
             let syncer = Arc::new(Syncer::start(
                 Duration::from_micros(opts.sync_interval_us),
                 opts.io_backend,
+                opts.sync_scope,
             ));
             Some((syncer, Arc::new(SharedLock::new(Some(guard)))))
         };

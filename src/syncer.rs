@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::backend::BackendFile;
 use crate::commit::{Poison, StreamLog};
 use crate::engine::SyncEngine;
-use crate::options::IoBackend;
+use crate::options::{IoBackend, SyncScope};
 use crate::sync::{
     thread, Arc, AtomicBool, AtomicU64, Clock, Condvar, JoinHandle, Mutex, MutexGuard, Ordering,
     Weak,
@@ -267,8 +267,8 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub fn start(interval: Duration, backend: IoBackend) -> Syncer {
-        let (engine, io_fallback) = SyncEngine::new(backend);
+    pub fn start(interval: Duration, backend: IoBackend, scope: SyncScope) -> Syncer {
+        let (engine, io_fallback) = SyncEngine::new(backend, scope);
         let shared = Arc::new(SyncerShared {
             queue: Mutex::new(SyncQueue {
                 requests: Vec::new(),

@@ -157,3 +157,46 @@ fn a_slow_stream_open_does_not_stall_other_streams() {
     assert_eq!(store.stream("slow").unwrap().name(), slow_stream.name());
     assert_eq!(store.streams(), ["fast", "other", "slow"]);
 }
+
+/// `SyncScope::Files` never syncs the whole filesystem, whatever the batch;
+/// `SyncScope::Filesystem` does for batches of many files (on kernels that
+/// report writeback errors through syncfs).
+#[test]
+fn the_sync_scope_decides_whether_a_batch_syncs_the_whole_filesystem() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for scope in [lamplog::SyncScope::Files, lamplog::SyncScope::Filesystem] {
+        let dir = tempfile::tempdir().unwrap();
+        let syncfs_calls = Arc::new(AtomicUsize::new(0));
+        let counter = syncfs_calls.clone();
+        let hooks = hooked::Hooked {
+            sync_filesystem: Some(Box::new(move |_, _| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                None
+            })),
+            ..Default::default()
+        };
+        let opts = Options {
+            sync_scope: scope,
+            ..small_opts()
+        };
+        let backend = Arc::new(hooked::HookedBackend(Arc::new(hooks)));
+        let store = lamplog::Store::open_with(backend, dir.path(), opts).unwrap();
+        let writers: Vec<_> = (0..16)
+            .map(|t| {
+                let s = store.stream(&format!("s{t}")).unwrap();
+                std::thread::spawn(move || fill(&s, 0..100, Durability::Sync))
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        let calls = syncfs_calls.load(Ordering::SeqCst);
+        match scope {
+            lamplog::SyncScope::Files => assert_eq!(calls, 0),
+            _ => assert!(
+                calls > 0,
+                "16 streams syncing at once never shared a syncfs"
+            ),
+        }
+        store.close().unwrap();
+    }
+}

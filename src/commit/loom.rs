@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::{StreamLog, Syncer};
 use crate::backend::{Backend, BackendFile, LockGuard, OpenMode};
 use crate::frame::frame_len;
-use crate::options::IoBackend;
+use crate::options::{IoBackend, SyncScope};
 use crate::segment::{SegmentList, SEGMENT_HEADER_LEN};
 use crate::sync::Arc;
 use crate::writer::{Encoder, SegmentIo, WriterLimits};
@@ -152,7 +152,7 @@ fn stream_with(
     Syncer,
     std::sync::Arc<SegmentList>,
 ) {
-    let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite);
+    let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite, SyncScope::Files);
     let (disk, log, segments) = stream_on(&syncer, "s", limits);
     (disk, log, syncer, segments)
 }
@@ -373,7 +373,7 @@ fn a_sync_racing_a_buffered_write_never_waits_for_the_timer() {
 #[test]
 fn a_due_sweep_syncs_every_dirty_stream_whatever_else_is_queued() {
     model(|| {
-        let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite);
+        let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite, SyncScope::Files);
         let (_, quiet, _) = stream_on(&syncer, "quiet", limits());
         let (_, busy, _) = stream_on(&syncer, "busy", limits());
         let quiet_seq = quiet.append(PAYLOAD, 0, false).expect("no fault").seq;

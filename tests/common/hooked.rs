@@ -15,7 +15,8 @@ type Hook<T> = Option<Box<dyn Fn(&Path, &mut T) + Send + Sync>>;
 type Before = Option<Box<dyn Fn(&Path) + Send + Sync>>;
 type Fail<T> = Option<Box<dyn Fn(&Path, &T) -> Option<io::Error> + Send + Sync>>;
 
-/// `StdBackend`, with hooks.
+/// `StdBackend`, with hooks. Its files have no descriptor to give io_uring,
+/// so every fdatasync goes through `sync_data`, where the hooks see it.
 #[derive(Default)]
 pub struct Hooked {
     /// May edit the names a listing returns.
@@ -29,6 +30,8 @@ pub struct Hooked {
     pub write: Fail<[u8]>,
     /// `Some(error)` makes an fdatasync fail with it, syncing nothing.
     pub sync_data: Fail<()>,
+    /// `Some(error)` makes a syncfs fail with it, syncing nothing.
+    pub sync_filesystem: Fail<()>,
 }
 
 impl fmt::Debug for Hooked {
@@ -113,6 +116,16 @@ impl BackendFile for HookedFile {
     }
     fn allocate(&self, len: u64) -> io::Result<()> {
         self.inner.allocate(len)
+    }
+    fn filesystem_id(&self) -> Option<u64> {
+        self.inner.filesystem_id()
+    }
+    fn sync_filesystem(&self) -> io::Result<()> {
+        let hook = self.hooks.sync_filesystem.as_ref();
+        if let Some(error) = hook.and_then(|h| h(&self.path, &())) {
+            return Err(error);
+        }
+        self.inner.sync_filesystem()
     }
     fn map(&self, len: u64) -> io::Result<Bytes> {
         let map = self.inner.map(len)?;

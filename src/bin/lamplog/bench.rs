@@ -26,6 +26,8 @@ pub struct Config {
     pub durability: Durability,
     /// Records per call: 1 for `append`, more for `append_batch`.
     pub batch: usize,
+    /// The sync scope, if not the run's (`--sync-scope`).
+    pub sync_scope: Option<lamplog::SyncScope>,
 }
 
 /// Settings shared by every configuration of a run.
@@ -33,6 +35,7 @@ pub struct Config {
 pub struct Settings {
     pub dir: Option<PathBuf>,
     pub backend: IoBackend,
+    pub sync_scope: lamplog::SyncScope,
     pub record_bytes: usize,
     pub json: bool,
 }
@@ -42,6 +45,7 @@ pub struct Settings {
 struct Row {
     name: String,
     backend: &'static str,
+    sync_scope: &'static str,
     writers: usize,
     streams: usize,
     durability: &'static str,
@@ -81,6 +85,7 @@ pub fn default_matrix() -> Vec<Config> {
         records,
         durability: Durability::Sync,
         batch: 1,
+        sync_scope: None,
     };
     vec![
         durable("sync-1w", 1, 1, 3_000),
@@ -88,6 +93,12 @@ pub fn default_matrix() -> Vec<Config> {
         durable("sync-64w", 64, 1, 100_000),
         durable("sync-256w", 256, 1, 200_000),
         durable("sync-100streams", 100, 100, 60_000),
+        // The same with one syncfs per batch: faster, but it writes back the
+        // whole filesystem (docs/PERFORMANCE.md, "Sync scope").
+        Config {
+            sync_scope: Some(lamplog::SyncScope::Filesystem),
+            ..durable("sync-100streams-syncfs", 100, 100, 60_000)
+        },
         Config {
             name: "buffered-1w".into(),
             writers: 1,
@@ -95,6 +106,7 @@ pub fn default_matrix() -> Vec<Config> {
             records: 500_000,
             durability: Durability::Buffered,
             batch: 1,
+            sync_scope: None,
         },
         Config {
             name: "buffered-1w-b1000".into(),
@@ -103,6 +115,7 @@ pub fn default_matrix() -> Vec<Config> {
             records: 2_000_000,
             durability: Durability::Buffered,
             batch: 1000,
+            sync_scope: None,
         },
     ]
 }
@@ -204,6 +217,7 @@ struct Measured {
 fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Measured, Failure> {
     let opts = Options {
         io_backend: settings.backend,
+        sync_scope: config.sync_scope.unwrap_or(settings.sync_scope),
         ..Options::default()
     };
     let store = Store::open(root, opts)?;
@@ -384,6 +398,10 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
         let row = Row {
             name: config.name.clone(),
             backend: m.backend,
+            sync_scope: match config.sync_scope.unwrap_or(settings.sync_scope) {
+                lamplog::SyncScope::Filesystem => "filesystem",
+                _ => "files",
+            },
             writers: config.writers,
             streams: config.streams,
             durability: durability_name(config.durability),

@@ -81,8 +81,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// The I/O backend.
-        #[arg(long, value_enum, default_value_t = BackendArg::Pwrite)]
+        #[arg(long, value_enum, default_value_t = BackendArg::IoUring)]
         backend: BackendArg,
+        /// What a sync of many files writes back: each file (fdatasync), or
+        /// the whole filesystem (one syncfs for 4 or more files).
+        #[arg(long, value_enum, default_value_t = ScopeArg::Files)]
+        sync_scope: ScopeArg,
         /// Print one JSON object per configuration instead of a table.
         #[arg(long)]
         json: bool,
@@ -111,6 +115,12 @@ impl From<DurabilityArg> for Durability {
             DurabilityArg::Buffered => Durability::Buffered,
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScopeArg {
+    Files,
+    Filesystem,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,6 +190,7 @@ fn main() -> ExitCode {
             record_bytes,
             durability,
             backend,
+            sync_scope,
             json,
         } => {
             let backend = match backend {
@@ -189,6 +200,10 @@ fn main() -> ExitCode {
             let settings = bench::Settings {
                 dir,
                 backend,
+                sync_scope: match sync_scope {
+                    ScopeArg::Files => lamplog::SyncScope::Files,
+                    ScopeArg::Filesystem => lamplog::SyncScope::Filesystem,
+                },
                 record_bytes,
                 json,
             };
@@ -204,6 +219,7 @@ fn main() -> ExitCode {
                     records: records.unwrap_or(20_000),
                     durability,
                     batch: batch.max(1),
+                    sync_scope: None,
                 };
                 bench::run(&[config], &settings, durability == Durability::Buffered)
             } else {
