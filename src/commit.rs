@@ -206,6 +206,11 @@ impl StreamLog {
             if !lead && self.written.load(Ordering::Acquire) >= pos {
                 self.request_sync();
             }
+            // `.ci/mutants` builds the deliberate bug of acknowledging a
+            // `Sync` append once written, which the crash images must catch.
+            #[cfg(lamplog_mutant = "ack_after_write")]
+            self.wait(pos, &self.written, &self.written_changed)?;
+            #[cfg(not(lamplog_mutant = "ack_after_write"))]
             self.wait(pos, &self.durable, &self.durable_changed)?;
         } else {
             self.wait(pos, &self.written, &self.written_changed)?;

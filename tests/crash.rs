@@ -1,13 +1,18 @@
-//! Crash images from the simulated disk: after a power cut at any sync
-//! point, with unsynced writes lost, kept, cut short or torn sector by
-//! sector, and unsynced directory entries lost or kept, recovery succeeds
-//! (a crash is never corruption), returns a prefix holding every
-//! acknowledged record byte for byte, and appends go on.
+//! Crash images from the simulated disk: after a power cut at any operation
+//! (every write, sync, creation, rename), with unsynced writes lost, kept,
+//! cut short or torn sector by sector, and unsynced directory entries lost
+//! or kept, recovery succeeds (a crash is never corruption), returns a
+//! prefix holding every acknowledged record byte for byte, and appends go
+//! on. Images are taken where acknowledgements happen, not only at syncs:
+//! an image at a sync point already holds that sync, so it cannot tell an
+//! append acknowledged after its sync from one acknowledged before
+//! (`.ci/mutants` checks that these tests catch the latter).
 
 mod common;
 
 use std::sync::Arc;
 
+use common::images::{check_image, Ack};
 use common::sim::{Fate, Fault, SimDisk};
 use lamplog::{Durability, Options, Store};
 
@@ -30,9 +35,18 @@ fn body(i: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+fn ack(stream: &str, seq: u64, payload: Vec<u8>, disk: &SimDisk) -> Ack {
+    Ack {
+        stream: stream.to_string(),
+        seq,
+        payload,
+        at: disk.ops(),
+    }
+}
+
 /// Append records of every kind; returns each acknowledged record with the
 /// operation count at its acknowledgement.
-fn workload(disk: &SimDisk, records: u64) -> Vec<(u64, Vec<u8>, usize)> {
+fn workload(disk: &SimDisk, records: u64) -> Vec<Ack> {
     let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
     let s = store.stream("s").unwrap();
     let mut acks = Vec::new();
@@ -40,13 +54,9 @@ fn workload(disk: &SimDisk, records: u64) -> Vec<(u64, Vec<u8>, usize)> {
         match i % 10 {
             0 => {
                 let batch: Vec<Vec<u8>> = (0..3).map(|k| body(i * 100 + k)).collect();
-                for (a, payload) in s
-                    .append_batch(&batch, Durability::Sync)
-                    .unwrap()
-                    .into_iter()
-                    .zip(batch)
-                {
-                    acks.push((a.seq, payload, disk.ops()));
+                let done = s.append_batch(&batch, Durability::Sync).unwrap();
+                for (a, payload) in done.into_iter().zip(batch) {
+                    acks.push(ack("s", a.seq, payload, disk));
                 }
             }
             4 => {
@@ -57,7 +67,7 @@ fn workload(disk: &SimDisk, records: u64) -> Vec<(u64, Vec<u8>, usize)> {
             }
             _ => {
                 let a = s.append(body(i), Durability::Sync).unwrap();
-                acks.push((a.seq, body(i), disk.ops()));
+                acks.push(ack("s", a.seq, body(i), disk));
             }
         }
     }
@@ -66,61 +76,15 @@ fn workload(disk: &SimDisk, records: u64) -> Vec<(u64, Vec<u8>, usize)> {
     acks
 }
 
-fn check(image: &SimDisk, acked: &[(u64, Vec<u8>, usize)], at: usize, label: &str) {
-    let store = Store::open_with(Arc::new(image.clone()), ROOT, opts())
-        .unwrap_or_else(|e| panic!("{label}: open failed: {e}"));
-    let due: Vec<_> = acked.iter().filter(|(_, _, ack)| *ack <= at).collect();
-    let s = match store.stream("s") {
-        Ok(s) => s,
-        Err(e) => panic!("{label}: {e}"),
-    };
-    let records: Vec<_> = s
-        .iter()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_else(|e| panic!("{label}: read failed: {e}"));
-    assert!(
-        records
-            .iter()
-            .enumerate()
-            .all(|(n, r)| r.seq() == n as u64 + 1),
-        "{label}: not a prefix"
-    );
-    for (seq, payload, _) in &due {
-        let got = records
-            .get(*seq as usize - 1)
-            .unwrap_or_else(|| panic!("{label}: acknowledged seq {seq} lost"));
-        assert_eq!(
-            got.payload(),
-            payload.as_slice(),
-            "{label}: seq {seq} changed"
-        );
-    }
-    // Appends go on, and survive a reopen.
-    let next = s
-        .append(br#"{"after":"crash"}"#, Durability::Sync)
-        .unwrap_or_else(|e| panic!("{label}: append failed: {e}"));
-    drop(s);
-    store.close().unwrap();
-    let store = Store::open_with(Arc::new(image.clone()), ROOT, opts())
-        .unwrap_or_else(|e| panic!("{label}: reopen failed: {e}"));
-    assert_eq!(
-        store
-            .stream("s")
-            .unwrap()
-            .get(next.seq)
-            .unwrap()
-            .unwrap()
-            .payload(),
-        br#"{"after":"crash"}"#,
-        "{label}"
-    );
+fn check(image: &SimDisk, acked: &[Ack], at: usize, label: &str) {
+    check_image(image, ROOT, &opts(), acked, at, label);
 }
 
 #[test]
-fn every_sync_point_of_a_small_workload_recovers() {
+fn every_operation_of_a_small_workload_recovers() {
     let disk = SimDisk::default();
     let acked = workload(&disk, 300);
-    let points = disk.sync_points();
+    let points: Vec<usize> = (1..=disk.ops()).collect();
     let mut images = 0;
     for &at in &points {
         for fate in [
@@ -146,16 +110,90 @@ fn every_sync_point_of_a_small_workload_recovers() {
             }
         }
     }
-    assert!(points.len() > 100, "{} sync points", points.len());
+    assert!(disk.sync_points().len() > 100);
     eprintln!(
-        "{images} crash images checked over {} sync points",
-        points.len()
+        "{images} crash images checked over {} operations ({} syncs)",
+        points.len(),
+        disk.sync_points().len()
+    );
+}
+
+/// Threads appending to two streams at once, so that syncs are batched by
+/// the syncer thread. (A lone appender syncs in its own thread before it
+/// returns: a one-thread workload cannot tell an append acknowledged after
+/// its sync from one acknowledged before it.)
+fn concurrent_workload(disk: &SimDisk, threads: u64, records: u64) -> Vec<Ack> {
+    let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (disk, name) = (disk.clone(), if t % 2 == 0 { "s" } else { "t" });
+            let s = store.stream(name).unwrap();
+            std::thread::spawn(move || {
+                let mut acks = Vec::new();
+                for i in 0..records {
+                    let payload = body(t * 10_000 + i);
+                    match i % 5 {
+                        0 => {
+                            s.append(&payload, Durability::Buffered).unwrap();
+                        }
+                        1 => {
+                            let batch = vec![payload.clone(), body(t * 10_000 + i + 5_000)];
+                            let done = s.append_batch(&batch, Durability::Sync).unwrap();
+                            for (a, p) in done.into_iter().zip(batch) {
+                                acks.push(ack(name, a.seq, p, &disk));
+                            }
+                        }
+                        _ => {
+                            let a = s.append(&payload, Durability::Sync).unwrap();
+                            acks.push(ack(name, a.seq, payload, &disk));
+                        }
+                    }
+                }
+                acks
+            })
+        })
+        .collect();
+    let acks = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    store.close().unwrap();
+    acks
+}
+
+#[test]
+fn every_operation_of_a_concurrent_workload_recovers() {
+    let disk = SimDisk::default();
+    let acked = concurrent_workload(&disk, 4, 40);
+    let mut images = 0;
+    for at in 1..=disk.ops() {
+        for (fate, entries_kept) in [
+            (Fate::Lost, false),
+            (Fate::Kept, true),
+            (Fate::Torn(at as u64), false),
+        ] {
+            let label = format!(
+                "concurrent: crash after op {at} of {}, {fate:?}, entries kept: {entries_kept}",
+                disk.ops()
+            );
+            check(
+                &disk.crash_image(at, fate, entries_kept),
+                &acked,
+                at,
+                &label,
+            );
+            images += 1;
+        }
+    }
+    eprintln!(
+        "{images} crash images of a 4-thread workload ({} acknowledged records)",
+        acked.len()
     );
 }
 
 /// A seeded workload: record sizes, durability, batches and checkpoints
 /// all drawn from `seed`.
-fn random_workload(disk: &SimDisk, seed: u64, records: u64) -> Vec<(u64, Vec<u8>, usize)> {
+fn random_workload(disk: &SimDisk, seed: u64, records: u64) -> Vec<Ack> {
     let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
     let s = store.stream("s").unwrap();
     let mut rng = seed | 1;
@@ -190,11 +228,9 @@ fn random_workload(disk: &SimDisk, seed: u64, records: u64) -> Vec<(u64, Vec<u8>
                     )
                     .unwrap();
                 if sync {
-                    acks.extend(
-                        done.into_iter()
-                            .zip(batch)
-                            .map(|(a, p)| (a.seq, p, disk.ops())),
-                    );
+                    for (a, p) in done.into_iter().zip(batch) {
+                        acks.push(ack("s", a.seq, p, disk));
+                    }
                 }
             }
             1 => {
@@ -205,7 +241,7 @@ fn random_workload(disk: &SimDisk, seed: u64, records: u64) -> Vec<(u64, Vec<u8>
             }
             _ => {
                 let a = s.append(&payload, Durability::Sync).unwrap();
-                acks.push((a.seq, payload, disk.ops()));
+                acks.push(ack("s", a.seq, payload, disk));
             }
         }
     }
@@ -225,6 +261,15 @@ fn random_crashes_of_seeded_workloads_recover() {
         let disk = SimDisk::default();
         let acked = random_workload(&disk, seed, 400);
         let ops = disk.ops();
+        // Right at every acknowledgement, with nothing unsynced surviving:
+        // what was acknowledged must already be durable there.
+        let mut ack_points: Vec<usize> = acked.iter().map(|a| a.at).collect();
+        ack_points.dedup();
+        for &at in &ack_points {
+            let label = format!("seed {seed}: crash right at the acknowledgement at op {at}");
+            check(&disk.crash_image(at, Fate::Lost, false), &acked, at, &label);
+            images += 1;
+        }
         let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         for _ in 0..60 {
             rng ^= rng << 13;
@@ -282,7 +327,7 @@ fn injected_io_errors_never_lose_an_acknowledged_record() {
                 };
                 match result {
                     Ok(done) if !failed => {
-                        acked.extend(done.into_iter().map(|(a, p)| (a.seq, p, disk.ops())))
+                        acked.extend(done.into_iter().map(|(a, p)| ack("s", a.seq, p, &disk)))
                     }
                     Ok(_) => panic!("{fault:?} at {n}: an append succeeded after a failure"),
                     Err(_) => failed = true,
@@ -320,5 +365,5 @@ fn a_read_error_during_recovery_is_an_error() {
     }
     disk.heal();
     let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
-    assert!(store.stream("s").unwrap().last_seq() >= acked.last().unwrap().0);
+    assert!(store.stream("s").unwrap().last_seq() >= acked.last().unwrap().seq);
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hooked;
+pub mod images;
 pub mod sim;
 
 use std::fs;
