@@ -200,3 +200,85 @@ fn the_sync_scope_decides_whether_a_batch_syncs_the_whole_filesystem() {
         store.close().unwrap();
     }
 }
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The stress run (tests/common/stress.rs) that would have found the
+/// defects above: threads drawing every kind of call over several streams,
+/// checked against a model during and after the run, on the real filesystem
+/// and on the simulated disk (whose crash images of the run are checked
+/// too). By default a few seeds for a few seconds each. Knobs:
+/// `LAMPLOG_STRESS_SEED=N` runs that seed alone, `LAMPLOG_STRESS_SEEDS=N`
+/// seeds 1..=N, `LAMPLOG_STRESS_SECS` the seconds per seed and disk,
+/// `LAMPLOG_STRESS_THREADS` the threads, and `LAMPLOG_SOAK_SECS=3600` keeps
+/// running new seeds for that long (a soak; use `--release`).
+#[test]
+fn stress_run_holds_every_promise_under_mixed_concurrent_load() {
+    let soak = env("LAMPLOG_SOAK_SECS").map(Duration::from_secs);
+    let per_seed = Duration::from_secs(env("LAMPLOG_STRESS_SECS").unwrap_or(2));
+    let threads = env("LAMPLOG_STRESS_THREADS").unwrap_or(6) as usize;
+    let seeds: Box<dyn Iterator<Item = u64>> = match (env("LAMPLOG_STRESS_SEED"), soak) {
+        (Some(seed), _) => Box::new(std::iter::once(seed)),
+        (None, Some(_)) => Box::new(1..),
+        (None, None) => Box::new(1..=env("LAMPLOG_STRESS_SEEDS").unwrap_or(2)),
+    };
+    let started = Instant::now();
+    let mut total = stress::Report::default();
+    let mut runs = 0;
+    for seed in seeds {
+        if soak.is_some_and(|soak| started.elapsed() >= soak) {
+            break;
+        }
+        for sim in [false, true] {
+            let config = stress::Config {
+                seed,
+                threads,
+                run: per_seed,
+                sim,
+            };
+            let report = stress::run(&config);
+            eprintln!(
+                "stress seed {seed} sim {sim}: {report:?}",
+                report = Summary(&report)
+            );
+            total.ops += report.ops;
+            total.checks += report.checks;
+            total.records += report.records;
+            total.read_only_opens += report.read_only_opens;
+            total.crash_images += report.crash_images;
+            total.quiet_waits.extend(report.quiet_waits);
+            runs += 1;
+        }
+    }
+    eprintln!(
+        "stress: {runs} runs in {:?}: {:?}",
+        started.elapsed(),
+        Summary(&total)
+    );
+}
+
+/// A report without its list of waits: their count, median and maximum.
+struct Summary<'a>(&'a stress::Report);
+
+impl std::fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        let mut waits = r.quiet_waits.clone();
+        waits.sort();
+        write!(
+            f,
+            "{} ops, {} checks, {} records, {} read-only opens, {} crash images, \
+             {} quiet records durable after median {:?}, max {:?}",
+            r.ops,
+            r.checks,
+            r.records,
+            r.read_only_opens,
+            r.crash_images,
+            waits.len(),
+            waits.get(waits.len() / 2).copied().unwrap_or_default(),
+            waits.last().copied().unwrap_or_default(),
+        )
+    }
+}

@@ -4,6 +4,7 @@
 pub mod hooked;
 pub mod images;
 pub mod sim;
+pub mod stress;
 
 use std::fs;
 use std::path::{Path, PathBuf};

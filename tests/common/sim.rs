@@ -127,63 +127,119 @@ impl SimDisk {
     /// With `entries_kept`, unsynced directory changes were persisted too
     /// (ext4 often does); without, a file whose entry was never synced is gone.
     pub fn crash_image(&self, at: usize, fate: Fate, entries_kept: bool) -> SimDisk {
+        let mut image = None;
+        self.crash_images(&[at], &[(fate, entries_kept)], |_, _, _, disk| {
+            image = Some(disk)
+        });
+        image.expect("one image")
+    }
+
+    /// `visit(at, fate, entries_kept, image)` for every point of `points`
+    /// (ascending) and every `(fate, entries_kept)` of `fates`, replaying the
+    /// operation log once for all of them. `visit` must not use this disk
+    /// (it is locked meanwhile), only the image.
+    pub fn crash_images(
+        &self,
+        points: &[usize],
+        fates: &[(Fate, bool)],
+        mut visit: impl FnMut(usize, Fate, bool, SimDisk),
+    ) {
+        assert!(points.windows(2).all(|w| w[0] <= w[1]), "points ascend");
         let state = self.0.lock().unwrap();
-        let mut names = state.base_names.clone();
-        let mut durable_names = state.base_names.clone();
-        let mut durable = state.base_files.clone();
-        let mut pending: Vec<Vec<Op>> = vec![Vec::new(); durable.len()];
-        let mut current = state.base_files.clone();
-        for op in &state.log[..at] {
-            match op {
-                Op::Create(path, id) => {
-                    names.insert(path.clone(), *id);
-                    durable.resize(id + 1, Vec::new());
-                    pending.resize(id + 1, Vec::new());
-                    current.resize(id + 1, Vec::new());
-                }
-                Op::Write(id, offset, bytes) => {
-                    apply(&mut current[*id], op);
-                    let _ = (offset, bytes);
-                    pending[*id].push(op.clone());
-                }
-                Op::SetLen(id, _) => {
-                    apply(&mut current[*id], op);
-                    pending[*id].push(op.clone());
-                }
-                Op::SyncFile(id) => {
-                    durable[*id] = current[*id].clone();
-                    pending[*id].clear();
-                }
-                Op::SyncDir(dir) => {
-                    durable_names.retain(|p, _| p.parent() != Some(dir.as_path()));
-                    for (p, id) in &names {
-                        if p.parent() == Some(dir.as_path()) {
-                            durable_names.insert(p.clone(), *id);
-                        }
-                    }
-                }
-                Op::Rename(from, to) => {
-                    if let Some(id) = names.remove(from) {
-                        names.insert(to.clone(), id);
-                    }
-                }
-                Op::Remove(path) => {
-                    names.remove(path);
-                }
+        let mut replay = Replay::new(&state);
+        let mut done = 0;
+        for &at in points {
+            for op in &state.log[done..at] {
+                replay.step(op);
+            }
+            done = at;
+            for &(fate, entries_kept) in fates {
+                visit(
+                    at,
+                    fate,
+                    entries_kept,
+                    replay.image(&state.dirs, fate, entries_kept),
+                );
             }
         }
+    }
+}
+
+/// The state of the disk replayed up to some operation: what is durable,
+/// what is only written, and the directory entries of each.
+struct Replay {
+    names: BTreeMap<PathBuf, usize>,
+    durable_names: BTreeMap<PathBuf, usize>,
+    durable: Vec<Vec<u8>>,
+    /// The writes (and length changes) of each file since its last sync.
+    pending: Vec<Vec<Op>>,
+    current: Vec<Vec<u8>>,
+}
+
+impl Replay {
+    fn new(state: &State) -> Replay {
+        Replay {
+            names: state.base_names.clone(),
+            durable_names: state.base_names.clone(),
+            durable: state.base_files.clone(),
+            pending: vec![Vec::new(); state.base_files.len()],
+            current: state.base_files.clone(),
+        }
+    }
+
+    fn step(&mut self, op: &Op) {
+        match op {
+            Op::Create(path, id) => {
+                self.names.insert(path.clone(), *id);
+                self.durable.resize(id + 1, Vec::new());
+                self.pending.resize(id + 1, Vec::new());
+                self.current.resize(id + 1, Vec::new());
+            }
+            Op::Write(id, ..) | Op::SetLen(id, _) => {
+                apply(&mut self.current[*id], op);
+                self.pending[*id].push(op.clone());
+            }
+            Op::SyncFile(id) => {
+                self.durable[*id] = self.current[*id].clone();
+                self.pending[*id].clear();
+            }
+            Op::SyncDir(dir) => {
+                let dir = dir.as_path();
+                self.durable_names.retain(|p, _| p.parent() != Some(dir));
+                for (p, id) in &self.names {
+                    if p.parent() == Some(dir) {
+                        self.durable_names.insert(p.clone(), *id);
+                    }
+                }
+            }
+            Op::Rename(from, to) => {
+                if let Some(id) = self.names.remove(from) {
+                    self.names.insert(to.clone(), id);
+                }
+            }
+            Op::Remove(path) => {
+                self.names.remove(path);
+            }
+        }
+    }
+
+    fn image(&self, dirs: &BTreeSet<PathBuf>, fate: Fate, entries_kept: bool) -> SimDisk {
         let mut rng = match fate {
             Fate::Torn(seed) => seed | 1,
             _ => 1,
         };
         let mut image = State {
-            dirs: state.dirs.clone(),
+            dirs: dirs.clone(),
             ..State::default()
         };
-        let visible = if entries_kept { &names } else { &durable_names };
+        let visible = if entries_kept {
+            &self.names
+        } else {
+            &self.durable_names
+        };
         for (path, &id) in visible {
-            let mut bytes = durable[id].clone();
-            for (n, op) in pending[id].iter().enumerate() {
+            let mut bytes = self.durable[id].clone();
+            for (n, op) in self.pending[id].iter().enumerate() {
                 match fate {
                     Fate::Lost => {}
                     Fate::Kept => apply(&mut bytes, op),
