@@ -498,10 +498,13 @@ impl StreamLog {
 
     pub(crate) fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>) {
         match result {
+            // After a poison nothing more becomes durable, not even through
+            // a sync that seems to succeed (see below).
+            Ok(()) if self.check().is_err() => {}
             Ok(()) => self.set_durable(target.pos, target.seq),
             // After a failed fsync the kernel may have dropped the dirty
             // pages, so a retry could falsely succeed: nothing more is
-            // acknowledged by this store.
+            // acknowledged by this store, and its durable point stays put.
             Err(e) => self.fail(
                 &self.store_poison,
                 format!("fdatasync {}: {e}", target.path.display()),
@@ -509,8 +512,12 @@ impl StreamLog {
         }
     }
 
+    /// Whether the syncer's sweep should sync this stream: it has unsynced
+    /// records and is not poisoned (a retry after a failed fdatasync could
+    /// falsely succeed).
     pub(crate) fn needs_sync(&self) -> bool {
         self.durable.load(Ordering::Acquire) < self.written.load(Ordering::Acquire)
+            && self.check().is_ok()
     }
 }
 

@@ -186,3 +186,39 @@ fn io_uring_backend_syncs_many_streams_or_says_why_not() {
         assert_holds(&store.stream(&format!("s{i}")).unwrap(), 40);
     }
 }
+
+/// Regression (found reviewing issue 9): after a failed fdatasync poisoned
+/// the store, the syncer's sweep went on syncing streams with unwritten
+/// records, and a retry that "succeeded" (the kernel may have dropped the
+/// pages, so a retry can falsely succeed) advanced the durable point:
+/// subscribers were then given records as durable that may never reach disk.
+#[test]
+fn nothing_becomes_durable_after_a_failed_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        sync_interval_us: 5_000,
+        ..small_opts()
+    };
+    let (store, faults) = faulty_store_with(dir.path(), opts);
+    let s = store.stream("s").unwrap();
+    fill(&s, 0..5, Durability::Sync);
+    let mut tail = s.subscribe_from(6).unwrap();
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    fill(&s, 5..8, Durability::Buffered);
+    // The sweep's fdatasync fails and poisons the store.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(matches!(s.sync(), Err(Error::Poisoned { .. })));
+    // The disk "recovers": a retried sync would now succeed. The sweeps
+    // that follow must not retry it, and no subscriber, old or new, may be
+    // given the records as durable.
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut late = s.subscribe_from(6).unwrap();
+    for tail in [&mut tail, &mut late] {
+        match tail.next_timeout(std::time::Duration::from_millis(100)) {
+            Some(Err(Error::Poisoned { .. })) | None => {}
+            Some(Ok(r)) => panic!("seq {} reported durable after a failed fdatasync", r.seq()),
+            Some(Err(e)) => panic!("{e}"),
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! what was made durable apart from what was only written, and builds the
 //! disk images a power cut could leave.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -170,6 +170,9 @@ impl SimDisk {
 struct Replay {
     names: BTreeMap<PathBuf, usize>,
     durable_names: BTreeMap<PathBuf, usize>,
+    /// Per directory, the entries created, renamed or removed since its
+    /// last sync: a directory sync costs its own changes, not the disk's.
+    unsynced: HashMap<PathBuf, Vec<PathBuf>>,
     durable: Vec<Vec<u8>>,
     /// The writes (and length changes) of each file since its last sync.
     pending: Vec<Vec<Op>>,
@@ -181,16 +184,27 @@ impl Replay {
         Replay {
             names: state.base_names.clone(),
             durable_names: state.base_names.clone(),
+            unsynced: HashMap::new(),
             durable: state.base_files.clone(),
             pending: vec![Vec::new(); state.base_files.len()],
             current: state.base_files.clone(),
         }
     }
 
+    /// Note that `path`'s entry changed since its directory's last sync.
+    fn changed(&mut self, path: &Path) {
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        self.unsynced
+            .entry(dir)
+            .or_default()
+            .push(path.to_path_buf());
+    }
+
     fn step(&mut self, op: &Op) {
         match op {
             Op::Create(path, id) => {
                 self.names.insert(path.clone(), *id);
+                self.changed(path);
                 self.durable.resize(id + 1, Vec::new());
                 self.pending.resize(id + 1, Vec::new());
                 self.current.resize(id + 1, Vec::new());
@@ -204,21 +218,24 @@ impl Replay {
                 self.pending[*id].clear();
             }
             Op::SyncDir(dir) => {
-                let dir = dir.as_path();
-                self.durable_names.retain(|p, _| p.parent() != Some(dir));
-                for (p, id) in &self.names {
-                    if p.parent() == Some(dir) {
-                        self.durable_names.insert(p.clone(), *id);
-                    }
+                // The directory's durable entries become its current ones.
+                for path in self.unsynced.remove(dir).unwrap_or_default() {
+                    match self.names.get(&path) {
+                        Some(&id) => self.durable_names.insert(path, id),
+                        None => self.durable_names.remove(&path),
+                    };
                 }
             }
             Op::Rename(from, to) => {
                 if let Some(id) = self.names.remove(from) {
                     self.names.insert(to.clone(), id);
+                    self.changed(from);
+                    self.changed(to);
                 }
             }
             Op::Remove(path) => {
                 self.names.remove(path);
+                self.changed(path);
             }
         }
     }

@@ -40,6 +40,10 @@ const SOURCES_RECORDS_MAX: usize = 600;
 /// Values of the fields queries filter on, some of them needing escapes.
 const ACTORS: [&str; 4] = ["anan", "caf\u{e9}", "say \"hi\"", "back\\slash"];
 const DOMAINS: [&str; 3] = ["code", "music", "tab\tbed"];
+/// A run on the simulated disk keeps every write in memory and every crash
+/// image copies the disk: such runs stop at this many seconds or records.
+const SIM_RUN_MAX: Duration = Duration::from_secs(5);
+const SIM_RECORDS_MAX: usize = 100_000;
 /// How many of its last operations each thread keeps for a failure report.
 const HISTORY_LEN: usize = 64;
 
@@ -251,6 +255,11 @@ impl Shared {
                 r.seq()
             );
         }
+    }
+
+    fn records(&self) -> usize {
+        let model = self.model.lock().unwrap();
+        model.streams.values().map(|s| s.records.len()).sum()
     }
 
     fn known_seqs(&self, name: &str) -> Vec<u64> {
@@ -741,7 +750,12 @@ pub fn run(config: &Config) -> Report {
         })
         .collect();
     let started = Instant::now();
-    while started.elapsed() < config.run && !shared.stop.load(Ordering::Relaxed) {
+    let run = match config.sim {
+        true => config.run.min(SIM_RUN_MAX),
+        false => config.run,
+    };
+    let too_big = || config.sim && shared.records() > SIM_RECORDS_MAX;
+    while started.elapsed() < run && !shared.stop.load(Ordering::Relaxed) && !too_big() {
         std::thread::sleep(Duration::from_millis(20));
     }
     shared.stop.store(true, Ordering::Relaxed);
