@@ -85,8 +85,9 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            match fields.slot(&key) {
+        // Keys are JSON strings, so always `Some` text here.
+        while let Some(StringOrOther(key)) = map.next_key::<StringOrOther<'de>>()? {
+            match key.as_deref().and_then(|k| fields.slot(k)) {
                 Some(slot) => *slot = map.next_value::<StringOrOther<'de>>()?.0,
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -125,35 +126,9 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 }
 
-/// A JSON string, borrowed from the payload when it holds no escape.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(v.to_string())))
-    }
-}
-
-/// A field's value: its text if it is a JSON string, `None` for any other
-/// type (which is read through and ignored).
+/// A key, or a field's value: its text if it is a JSON string (borrowed
+/// from the payload when it holds no escape), `None` for any other type
+/// (which is read through and ignored).
 struct StringOrOther<'a>(Option<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for StringOrOther<'de> {

@@ -13,25 +13,6 @@ use common::*;
 use lamplog::{Durability, Error, Options, RecoveryMode, Store};
 
 /// xorshift64*: a tiny deterministic generator, so a failing seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
-
 fn damage(rng: &mut Rng, bytes: &mut Vec<u8>) -> String {
     let len = bytes.len() as u64;
     let at = rng.below(len.max(1)) as usize;
@@ -122,7 +103,7 @@ fn campaign(base: &Path, seeds: std::ops::Range<u64>) -> (u64, u64) {
     for seed in seeds {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(base, dir.path());
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed);
         let targets = files(dir.path());
         let mut what = Vec::new();
         for _ in 0..=rng.below(3) {

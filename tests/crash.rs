@@ -14,18 +14,10 @@ use std::sync::Arc;
 
 use common::images::{check_image, Ack};
 use common::sim::{Fate, Fault, SimDisk};
-use lamplog::{Durability, Options, Store};
+use common::tiny_opts;
+use lamplog::{Durability, Store};
 
 const ROOT: &str = "/store";
-
-fn opts() -> Options {
-    Options {
-        segment_bytes_max: 4096,
-        record_bytes_max: 1024,
-        index_interval_bytes: 256,
-        ..Options::default()
-    }
-}
 
 fn body(i: u64) -> Vec<u8> {
     format!(
@@ -47,7 +39,7 @@ fn ack(stream: &str, seq: u64, payload: Vec<u8>, disk: &SimDisk) -> Ack {
 /// Append records of every kind; returns each acknowledged record with the
 /// operation count at its acknowledgement.
 fn workload(disk: &SimDisk, records: u64) -> Vec<Ack> {
-    let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+    let store = Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()).unwrap();
     let s = store.stream("s").unwrap();
     let mut acks = Vec::new();
     for i in 0..records {
@@ -77,7 +69,7 @@ fn workload(disk: &SimDisk, records: u64) -> Vec<Ack> {
 }
 
 fn check(image: &SimDisk, acked: &[Ack], at: usize, label: &str) {
-    check_image(image, ROOT, &opts(), acked, at, label);
+    check_image(image, ROOT, &tiny_opts(), acked, at, label);
 }
 
 #[test]
@@ -116,7 +108,7 @@ fn every_operation_of_a_small_workload_recovers() {
 /// returns: a one-thread workload cannot tell an append acknowledged after
 /// its sync from one acknowledged before it.)
 fn concurrent_workload(disk: &SimDisk, threads: u64, records: u64) -> Vec<Ack> {
-    let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+    let store = Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()).unwrap();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let (disk, name) = (disk.clone(), if t % 2 == 0 { "s" } else { "t" });
@@ -181,7 +173,7 @@ fn every_operation_of_a_concurrent_workload_recovers() {
 /// A seeded workload: record sizes, durability, batches and checkpoints
 /// all drawn from `seed`.
 fn random_workload(disk: &SimDisk, seed: u64, records: u64) -> Vec<Ack> {
-    let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+    let store = Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()).unwrap();
     let s = store.stream("s").unwrap();
     let mut rng = seed | 1;
     let mut roll = || {
@@ -295,7 +287,7 @@ fn injected_io_errors_never_lose_an_acknowledged_record() {
     for fault in [Fault::SyncEio, Fault::WriteEnospc] {
         for n in 1..90 {
             let disk = SimDisk::default();
-            let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+            let store = Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()).unwrap();
             let s = store.stream("s").unwrap();
             let mut acked = Vec::new();
             disk.inject(fault, n);
@@ -346,11 +338,11 @@ fn a_read_error_during_recovery_is_an_error() {
     let acked = workload(&disk, 60);
     assert!(!acked.is_empty());
     disk.inject(Fault::ReadEio, 0);
-    match Store::open_with(Arc::new(disk.clone()), ROOT, opts()) {
+    match Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()) {
         Err(lamplog::Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(5)),
         other => panic!("expected an I/O error, got {other:?}"),
     }
     disk.heal();
-    let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts()).unwrap();
+    let store = Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()).unwrap();
     assert!(store.stream("s").unwrap().last_seq() >= acked.last().unwrap().seq);
 }

@@ -13,15 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use lamplog::{Durability, Kind, Options, Store};
 
-fn opts() -> Options {
-    Options {
-        segment_bytes_max: 4096,
-        record_bytes_max: 1024,
-        index_interval_bytes: 256,
-        ..Options::default()
-    }
-}
-
 fn big_payload(i: u64) -> Vec<u8> {
     format!(
         r#"{{"i":{i},"pad":"{}"}}"#,
@@ -89,7 +80,7 @@ fn read_only_opens(
             dir,
             Options {
                 read_only: true,
-                ..opts()
+                ..tiny_opts()
             },
         )
         .unwrap_or_else(|e| panic!("read-only open {opens} failed: {e}"));
@@ -128,7 +119,7 @@ fn read_only_opens(
 fn read_only_opens_see_a_consistent_prefix_while_the_writer_rolls() {
     for archive in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path(), opts());
+        let store = open(dir.path(), tiny_opts());
         // Thousands of segments first: a directory that large is hashed, and
         // a listing of it is where segments created meanwhile go missing.
         let s = store.stream("s").unwrap();
@@ -149,7 +140,7 @@ fn read_only_opens_see_a_consistent_prefix_while_the_writer_rolls() {
 
 /// A store of several segments, cleanly closed; its segment files.
 fn closed_store(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let store = open(dir, opts());
+    let store = open(dir, tiny_opts());
     fill(&store.stream("s").unwrap(), 0..400, Durability::Buffered);
     store.close().unwrap();
     let segs = segments(dir, "s");
@@ -190,7 +181,7 @@ fn a_listing_that_misses_a_segment_created_meanwhile_is_no_gap() {
             hooks,
             Options {
                 read_only,
-                ..opts()
+                ..tiny_opts()
             },
         )
         .unwrap_or_else(|e| panic!("read-only {read_only}: {e}"));
@@ -233,7 +224,7 @@ fn a_tail_seen_mid_write_is_read_again_and_real_damage_is_still_reported() {
             hooks,
             Options {
                 read_only: true,
-                ..opts()
+                ..tiny_opts()
             },
         );
         match (persistent, opened) {

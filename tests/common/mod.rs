@@ -22,6 +22,41 @@ pub fn small_opts() -> Options {
     }
 }
 
+/// Segments of 4 KiB: a few hundred records roll through many of them.
+pub fn tiny_opts() -> Options {
+    Options {
+        segment_bytes_max: 4096,
+        record_bytes_max: 1024,
+        index_interval_bytes: 256,
+        ..Options::default()
+    }
+}
+
+/// xorshift64*: small and seedable, for drawing test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
 /// A realistic op of varying length, unique per `i`.
 pub fn payload(i: u64) -> Vec<u8> {
     let pad = "x".repeat((i % 37) as usize);

@@ -20,6 +20,7 @@ use lamplog::{Checkpoint, Durability, Error, Kind, Options, Record, Store, Strea
 
 use super::images::{check_image, Ack};
 use super::sim::{Fate, SimDisk};
+use super::Rng;
 
 /// Streams that take every kind of call; the first two are also archived.
 const GENERAL: [&str; 3] = ["a", "b", "c"];
@@ -71,11 +72,8 @@ pub struct Report {
 
 pub fn opts() -> Options {
     Options {
-        segment_bytes_max: 4096,
-        record_bytes_max: 1024,
-        index_interval_bytes: 256,
         sync_interval_us: 20_000,
-        ..Options::default()
+        ..super::tiny_opts()
     }
 }
 
@@ -130,31 +128,11 @@ struct Shared {
     quiet_waits: Mutex<Vec<Duration>>,
 }
 
-/// xorshift64*: small, seedable, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-    fn durability(&mut self) -> Durability {
-        if self.below(2) == 0 {
-            Durability::Sync
-        } else {
-            Durability::Buffered
-        }
+/// The durability a drawn operation asks for.
+fn durability(rng: &mut Rng) -> Durability {
+    match rng.below(2) {
+        0 => Durability::Sync,
+        _ => Durability::Buffered,
     }
 }
 
@@ -388,14 +366,14 @@ fn work(shared: &Shared, thread: usize, seed: u64, history: &Mutex<Vec<String>>)
         let name = *rng.pick(&GENERAL);
         match roll {
             0..=27 => {
-                let d = rng.durability();
+                let d = durability(&mut rng);
                 let p = payload(thread, n, &mut rng);
                 note(format!("#{n} append {name} {d:?}"));
                 let a = shared.stream(name).append(&p, d).unwrap();
                 shared.acked(name, &[(a.seq, a.lamport, &p)], d == Durability::Sync);
             }
             28..=34 => {
-                let d = rng.durability();
+                let d = durability(&mut rng);
                 let batch: Vec<Vec<u8>> = (0..1 + rng.below(4))
                     .map(|k| payload(thread, n * 10 + k, &mut rng))
                     .collect();
@@ -500,7 +478,10 @@ fn work(shared: &Shared, thread: usize, seed: u64, history: &Mutex<Vec<String>>)
     }
 }
 
-/// `Sync` appends in a loop, keeping the syncer's queue full.
+/// `Sync` appends in a loop, keeping the syncer's queue full. A sync of the
+/// simulated disk takes no time, so there each append also waits about as
+/// long as an fdatasync would here: the busy threads keep the syncer busy
+/// without crowding out the others.
 fn keep_busy(shared: &Shared, thread: usize) {
     let s = shared.stream(BUSY);
     let mut rng = Rng::new(thread as u64);
@@ -510,12 +491,15 @@ fn keep_busy(shared: &Shared, thread: usize) {
         let p = payload(thread, n, &mut rng);
         let a = s.append(&p, Durability::Sync).unwrap();
         shared.acked(BUSY, &[(a.seq, a.lamport, &p)], true);
+        if matches!(shared.disk, Disk::Sim(_)) {
+            std::thread::sleep(Duration::from_micros(250));
+        }
     }
 }
 
 fn insert_op(shared: &Shared, rng: &mut Rng, n: u64, note: &dyn Fn(String)) {
     let op = rng.pick(&shared.pool);
-    let d = rng.durability();
+    let d = durability(rng);
     note(format!("#{n} insert_op {} {d:?}", &op.op_id[..15]));
     let log = OpLog::new(shared.stream(OPS));
     let done = log.insert_op(op, d).unwrap();
