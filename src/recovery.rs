@@ -229,22 +229,22 @@ impl Recovery<'_> {
     }
 
     /// A listed segment that the chain skipped starts inside another
-    /// segment's records or after a hole: corruption.
+    /// segment's records or after a hole: corruption. (Both lists ascend,
+    /// so this costs a binary search per listed segment.)
     fn check_all_on_chain(&self, segments: &[Arc<Segment>], listed: &[u64]) -> Result<()> {
-        let on_chain = |seq: u64| segments.iter().any(|s| s.header.first_seq == seq);
+        let chain = |seq: u64| segments.binary_search_by_key(&seq, |s| s.header.first_seq);
         let cut = |seq: u64| {
             self.cuts
                 .iter()
                 .any(|c| c.segment == self.dir.join(segment_file_name(seq)))
         };
-        let Some(&stray) = listed.iter().find(|&&l| !on_chain(l) && !cut(l)) else {
+        let Some(&stray) = listed.iter().find(|&&l| chain(l).is_err() && !cut(l)) else {
             return Ok(());
         };
-        let expected = segments
-            .iter()
-            .rev()
-            .find(|s| s.header.first_seq < stray)
-            .map_or(1, |s| s.published().last_seq + 1);
+        let before = chain(stray).unwrap_err();
+        let expected = before
+            .checked_sub(1)
+            .map_or(1, |i| segments[i].published().last_seq + 1);
         Err(Error::Corruption {
             stream: self.stream.into(),
             segment: self.dir.join(segment_file_name(stray)),
