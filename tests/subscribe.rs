@@ -97,20 +97,22 @@ fn a_read_only_store_has_nothing_to_wait_for() {
     ));
 }
 
-/// Collect a subscription on another thread; the receiver gets what it
+/// Collect a subscription on another thread; the receiver gets the seqs it
 /// yielded once it ends.
-fn drain_until_end(
-    mut tail: lamplog::Subscription,
-) -> std::sync::mpsc::Receiver<Vec<lamplog::Result<u64>>> {
+fn drain_until_end(mut tail: lamplog::Subscription) -> std::sync::mpsc::Receiver<Vec<u64>> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut got = Vec::new();
-        for item in tail.by_ref() {
-            got.push(item.map(|r| r.seq()));
-        }
-        let _ = tx.send(got);
+        let seqs = tail.by_ref().map(|r| r.unwrap().seq()).collect();
+        let _ = tx.send(seqs);
     });
     rx
+}
+
+/// What a subscription drained by `drain_until_end` yielded, once it ends.
+fn yielded(ended: std::sync::mpsc::Receiver<Vec<u64>>, when: &str) -> Vec<u64> {
+    ended
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("the subscription did not end when {when}"))
 }
 
 /// Regression (issue 9, defect 6): a thread blocked in `Subscription::next`
@@ -128,13 +130,7 @@ fn a_subscription_ends_when_its_store_closes() {
     s.append(payload(3), Durability::Buffered).unwrap();
     drop(s);
     store.close().unwrap();
-    let got = ended
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the subscription ended when the store closed");
-    assert_eq!(
-        got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
-    );
+    assert_eq!(yielded(ended, "the store closed"), [1, 2, 3, 4]);
     // The store reopens for writing at once.
     let store = open(dir.path(), small_opts());
     assert_eq!(store.stream("s").unwrap().last_seq(), 4);
@@ -152,13 +148,7 @@ fn close_closes_every_handle_and_frees_the_lock() {
     fill(&s, 0..3, Durability::Sync);
     let ended = drain_until_end(s.subscribe_from(2).unwrap());
     store.close().unwrap();
-    let got = ended
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the subscription ended when the store closed");
-    assert_eq!(
-        got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(yielded(ended, "the store closed"), [2, 3]);
     assert!(matches!(
         s.append(payload(9), Durability::Sync),
         Err(Error::Closed)
@@ -187,11 +177,5 @@ fn a_subscription_ends_when_the_last_handle_is_dropped() {
     let ended = drain_until_end(s.subscribe_from(1).unwrap());
     drop(s);
     drop(store);
-    let got = ended
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the subscription ended when the store was dropped");
-    assert_eq!(
-        got.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(yielded(ended, "the store was dropped"), [1, 2]);
 }
