@@ -176,13 +176,13 @@ impl StreamLog {
     ) -> Result<(T, Pos)> {
         // Backpressure: appenders wait for the flusher rather than let the
         // queue (and memory) grow past batch_bytes_max.
-        let queued_to = self.encoded.load(Ordering::Acquire);
-        if queued_to > self.written.load(Ordering::Acquire) + self.batch_bytes_max {
-            self.wait(
-                queued_to - self.batch_bytes_max,
-                &self.written,
-                &self.written_changed,
-            )?;
+        // Saturating: any batch_bytes_max, u64::MAX included, is a bound.
+        let written_needed = self
+            .encoded
+            .load(Ordering::Acquire)
+            .saturating_sub(self.batch_bytes_max);
+        if written_needed > self.written.load(Ordering::Acquire) {
+            self.wait(written_needed, &self.written, &self.written_changed)?;
         }
         let (value, pos, lead) = {
             let mut state = self.encoder.lock();

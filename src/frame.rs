@@ -45,6 +45,13 @@ const LEN_END: usize = size_of::<u32>();
 const CRC_END: usize = LEN_END + size_of::<u32>();
 const _: () = assert!(FRAME_HEADER_LEN == 44);
 
+/// The format's own bound on a payload: a frame lies inside one segment, and
+/// a segment is at most 2 GiB (its offsets are u32, see docs/FORMAT.md).
+/// Readers judge every length by this bound, never by the `record_bytes_max`
+/// of the current open: that option limits new appends only, so a store
+/// reopened with a lower limit still reads every record written before.
+pub const PAYLOAD_LEN_LIMIT: usize = (1 << 31) - FRAME_HEADER_LEN;
+
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -150,7 +157,7 @@ fn checksum(salt: u32, header: &[u8], payload: &[u8]) -> u32 {
 /// Append one frame to `out` and return its CRC.
 pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: u32) -> u32 {
     let len = u32::try_from(payload.len())
-        .expect("payload length is bounded by record_bytes_max < 4 GiB");
+        .expect("payload length is bounded by PAYLOAD_LEN_LIMIT < 4 GiB");
     let mut header = FrameHeader {
         len: len.into(),
         crc: 0.into(),
@@ -173,13 +180,13 @@ pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: 
 /// A cheap test, before any checksum, of whether a frame could start at
 /// `buf`: known kind, zero reserved bits, a length that fits. Returns the
 /// seq it claims and the frame's length on disk.
-pub(crate) fn plausible(buf: &[u8], record_bytes_max: usize) -> Option<(u64, usize)> {
+pub(crate) fn plausible(buf: &[u8]) -> Option<(u64, usize)> {
     let (header, rest) = FrameHeader::ref_from_prefix(buf).ok()?;
     let len = header.len.get() as usize;
     let ok = Kind::from_u8(header.kind).is_some_and(|k| k.allows_len(len))
         && header.flags & !FLAG_CONTINUES == 0
         && header.reserved.get() == 0
-        && len <= record_bytes_max
+        && len <= PAYLOAD_LEN_LIMIT
         && len <= rest.len();
     ok.then(|| (header.seq.get(), frame_len(len)))
 }
@@ -187,14 +194,10 @@ pub(crate) fn plausible(buf: &[u8], record_bytes_max: usize) -> Option<(u64, usi
 /// Decode the frame at the start of `buf`, verifying its checksum.
 ///
 /// `buf` may extend past the frame; only the frame's own bytes are read.
-pub(crate) fn decode(
-    buf: &[u8],
-    salt: u32,
-    record_bytes_max: usize,
-) -> Result<Frame<'_>, FrameError> {
+pub(crate) fn decode(buf: &[u8], salt: u32) -> Result<Frame<'_>, FrameError> {
     let (header, rest) = FrameHeader::ref_from_prefix(buf).map_err(|_| FrameError::Truncated)?;
     let len = header.len.get() as usize;
-    if len > record_bytes_max {
+    if len > PAYLOAD_LEN_LIMIT {
         return Err(FrameError::BadLength);
     }
     let payload = rest.get(..len).ok_or(FrameError::Truncated)?;
@@ -241,7 +244,7 @@ mod tests {
         let mut buf = Vec::new();
         let crc = encode(&mut buf, &meta(3), br#"{"op":"write"}"#, 0xdead_beef);
         assert_eq!(buf.len(), frame_len(14));
-        let frame = decode(&buf, 0xdead_beef, 1024).unwrap();
+        let frame = decode(&buf, 0xdead_beef).unwrap();
         assert_eq!(frame.meta, meta(3));
         assert_eq!(frame.crc, crc);
         assert_eq!(frame.payload, br#"{"op":"write"}"#);
@@ -252,7 +255,7 @@ mod tests {
     fn another_salt_does_not_verify() {
         let mut buf = Vec::new();
         encode(&mut buf, &meta(1), b"{}", 1);
-        assert_eq!(decode(&buf, 2, 1024).unwrap_err(), FrameError::BadChecksum);
+        assert_eq!(decode(&buf, 2).unwrap_err(), FrameError::BadChecksum);
     }
 
     #[test]
@@ -262,10 +265,7 @@ mod tests {
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x10;
-            assert!(
-                decode(&bad, 42, 1024).is_err(),
-                "flip at {i} went unnoticed"
-            );
+            assert!(decode(&bad, 42).is_err(), "flip at {i} went unnoticed");
         }
     }
 
@@ -277,18 +277,18 @@ mod tests {
             ..meta(4)
         };
         encode(&mut buf, &marker, b"", 8);
-        assert_eq!(decode(&buf, 8, 1024).unwrap().meta, marker);
-        assert_eq!(plausible(&buf, 1024), Some((4, FRAME_HEADER_LEN)));
+        assert_eq!(decode(&buf, 8).unwrap().meta, marker);
+        assert_eq!(plausible(&buf), Some((4, FRAME_HEADER_LEN)));
         let mut empty_data = Vec::new();
         encode(&mut empty_data, &meta(4), b"", 8);
         assert_eq!(
-            decode(&empty_data, 8, 1024).unwrap_err(),
+            decode(&empty_data, 8).unwrap_err(),
             FrameError::BadRecordHeader
         );
         let mut full_marker = Vec::new();
         encode(&mut full_marker, &marker, b"{}", 8);
         assert_eq!(
-            decode(&full_marker, 8, 1024).unwrap_err(),
+            decode(&full_marker, 8).unwrap_err(),
             FrameError::BadRecordHeader
         );
     }
@@ -298,9 +298,11 @@ mod tests {
         let mut buf = Vec::new();
         encode(&mut buf, &meta(1), b"true", 5);
         for cut in 0..buf.len() {
-            assert!(decode(&buf[..cut], 5, 1024).is_err());
+            assert!(decode(&buf[..cut], 5).is_err());
         }
-        assert!(decode(&[0; 64], 5, 1024).is_err());
-        assert_eq!(decode(&buf, 5, 3).unwrap_err(), FrameError::BadLength);
+        assert!(decode(&[0; 64], 5).is_err());
+        let mut huge = buf.clone();
+        huge[..LEN_END].copy_from_slice(&(PAYLOAD_LEN_LIMIT as u32 + 1).to_le_bytes());
+        assert_eq!(decode(&huge, 5).unwrap_err(), FrameError::BadLength);
     }
 }

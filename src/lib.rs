@@ -70,7 +70,7 @@ pub use writer::Appended;
 
 /// Size limits and layout constants of the on-disk format.
 pub mod format {
-    pub use crate::frame::FRAME_HEADER_LEN;
+    pub use crate::frame::{FRAME_HEADER_LEN, PAYLOAD_LEN_LIMIT};
     pub use crate::index::{INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_MAGIC};
     pub use crate::name::NAME_LEN_MAX;
     pub use crate::options::SEGMENT_BYTES_MAX_LIMIT;
@@ -104,8 +104,8 @@ pub mod internals {
 
     /// Decode and verify the frame at the start of `buf`: its seq and
     /// payload, or `None` if the bytes are not a valid frame.
-    pub fn decode_frame(buf: &[u8], salt: u32, record_bytes_max: usize) -> Option<(u64, &[u8])> {
-        frame::decode(buf, salt, record_bytes_max)
+    pub fn decode_frame(buf: &[u8], salt: u32) -> Option<(u64, &[u8])> {
+        frame::decode(buf, salt)
             .ok()
             .map(|f| (f.meta.seq, f.payload))
     }

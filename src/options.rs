@@ -1,7 +1,7 @@
 //! Tuning knobs and the choices a caller makes per call.
 
 use crate::error::{Error, Result};
-use crate::frame::FRAME_HEADER_LEN;
+use crate::frame::{FRAME_HEADER_LEN, PAYLOAD_LEN_LIMIT};
 use crate::segment::SEGMENT_HEADER_LEN;
 
 /// How durable an append must be before [`Stream::append`](crate::Stream::append) returns.
@@ -123,42 +123,42 @@ impl Options {
         }
     }
 
-    /// Check that the options can work: every record must fit in a fresh segment.
+    /// Check that the options can work: every record must fit in a fresh
+    /// segment, and every bound must be one the format can hold. The
+    /// arithmetic is done where it cannot overflow, so no value passes here
+    /// and then fails later.
     pub(crate) fn validate(&self) -> Result<()> {
-        let largest_segment =
-            SEGMENT_HEADER_LEN as u64 + FRAME_HEADER_LEN as u64 + self.record_bytes_max as u64;
-        if self.record_bytes_max == 0 {
-            return Err(Error::InvalidOptions(
-                "record_bytes_max must be at least 1".into(),
+        let invalid = |why: String| Err(Error::InvalidOptions(why));
+        if self.record_bytes_max == 0 || self.record_bytes_max > PAYLOAD_LEN_LIMIT {
+            return invalid(format!(
+                "record_bytes_max {} must be between 1 and {PAYLOAD_LEN_LIMIT}",
+                self.record_bytes_max
             ));
         }
         if self.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT {
-            return Err(Error::InvalidOptions(format!(
+            return invalid(format!(
                 "segment_bytes_max {} exceeds the limit of {SEGMENT_BYTES_MAX_LIMIT}",
                 self.segment_bytes_max
-            )));
+            ));
         }
+        // Both terms are bounded above (2 GiB each): no overflow.
+        let largest_segment =
+            (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64 + self.record_bytes_max as u64;
         if self.segment_bytes_max < largest_segment {
-            return Err(Error::InvalidOptions(format!(
+            return invalid(format!(
                 "segment_bytes_max {} cannot hold one record of record_bytes_max {} \
                  (needs at least {largest_segment})",
                 self.segment_bytes_max, self.record_bytes_max
-            )));
-        }
-        if self.batch_bytes_max == 0 {
-            return Err(Error::InvalidOptions(
-                "batch_bytes_max must be at least 1".into(),
             ));
         }
-        if self.sync_interval_us == 0 {
-            return Err(Error::InvalidOptions(
-                "sync_interval_us must be at least 1".into(),
-            ));
-        }
-        if self.index_interval_bytes == 0 {
-            return Err(Error::InvalidOptions(
-                "index_interval_bytes must be at least 1".into(),
-            ));
+        for (name, value) in [
+            ("batch_bytes_max", self.batch_bytes_max),
+            ("sync_interval_us", self.sync_interval_us),
+            ("index_interval_bytes", self.index_interval_bytes),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be at least 1"));
+            }
         }
         Ok(())
     }

@@ -79,7 +79,6 @@ pub(crate) enum From {
 #[derive(Debug)]
 pub struct Iter {
     segments: Arc<SegmentList>,
-    record_bytes_max: usize,
     segment: Option<Arc<Segment>>,
     bytes: Bytes,
     offset: u64,
@@ -94,17 +93,12 @@ pub struct Iter {
 impl Iter {
     /// An iterator that yields `error` and ends.
     pub(crate) fn failed(segments: Arc<SegmentList>, error: crate::error::Error) -> Iter {
-        let mut iter = Iter::new(segments, 0, 0, From::Start);
+        let mut iter = Iter::new(segments, 0, From::Start);
         iter.failure = Some(error);
         iter
     }
 
-    pub(crate) fn new(
-        segments: Arc<SegmentList>,
-        record_bytes_max: usize,
-        last_seq: u64,
-        from: From,
-    ) -> Iter {
+    pub(crate) fn new(segments: Arc<SegmentList>, last_seq: u64, from: From) -> Iter {
         // Seqs start at 1: a seek to 0 is a seek to the start.
         let from = match from {
             From::Seq(seq) => From::Seq(seq.max(1)),
@@ -131,7 +125,6 @@ impl Iter {
         };
         let mut iter = Iter {
             segments,
-            record_bytes_max,
             segment: None,
             bytes: Bytes::new(),
             offset: 0,
@@ -170,7 +163,7 @@ impl Iter {
                 .ok()
                 .and_then(|bytes| {
                     segment
-                        .decode_at(&bytes, e.offset, end, self.record_bytes_max)
+                        .decode_at(&bytes, e.offset, end)
                         .ok()
                         .map(|f| f.meta.seq == e.seq)
                 })
@@ -254,7 +247,7 @@ impl Iter {
                 continue;
             }
             let frame = segment
-                .decode_at(&self.bytes, self.offset, self.end, self.record_bytes_max)
+                .decode_at(&self.bytes, self.offset, self.end)
                 .map_err(|e| segment.corruption(self.offset, corruption_kind(e)))?;
             if !frame.meta.kind.is_record() {
                 self.offset += frame.len_on_disk() as u64;

@@ -451,14 +451,7 @@ impl Recovery<'_> {
             parsed.entries[..parsed.entries.len() - 1].to_vec(),
             last.ts_us_max,
         );
-        let (c, problem) = scan(
-            bytes,
-            seal.end,
-            h.salt,
-            self.opts.record_bytes_max,
-            Cursor::at_entry(last),
-            &mut sparse,
-        );
+        let (c, problem) = scan(bytes, seal.end, h.salt, Cursor::at_entry(last), &mut sparse);
         let ok = problem.is_none()
             && c.offset == seal.end
             && c.next_seq - 1 == seal.last_seq
@@ -480,7 +473,6 @@ impl Recovery<'_> {
             bytes,
             bytes.len() as u64,
             h.salt,
-            self.opts.record_bytes_max,
             Cursor::at_header(h),
             &mut sparse,
         );
@@ -558,20 +550,15 @@ impl Recovery<'_> {
         h: &SegmentHeader,
         parsed: Option<ParsedIndex>,
     ) -> TailChecked {
-        let record_max = self.opts.record_bytes_max;
         let entries = parsed.map(|p| p.entries).unwrap_or_default();
         let decode_entry = |e: &IndexEntry| {
-            frame::decode(
-                bytes.get(e.offset as usize..).unwrap_or_default(),
-                h.salt,
-                record_max,
-            )
-            .ok()
-            .filter(|f| {
-                f.meta.seq == e.seq
-                    && f.meta.lamport == e.lamport
-                    && e.offset >= SEGMENT_HEADER_LEN as u64
-            })
+            frame::decode(bytes.get(e.offset as usize..).unwrap_or_default(), h.salt)
+                .ok()
+                .filter(|f| {
+                    f.meta.seq == e.seq
+                        && f.meta.lamport == e.lamport
+                        && e.offset >= SEGMENT_HEADER_LEN as u64
+                })
         };
         // The newest index point that still decodes says how far the segment
         // had been synced; start from the last index point below that, since
@@ -595,7 +582,6 @@ impl Recovery<'_> {
                 bytes,
                 len,
                 h.salt,
-                record_max,
                 Cursor::at_entry(&entries[i]),
                 &mut sparse,
             );
@@ -604,21 +590,14 @@ impl Recovery<'_> {
             // No usable index point, or not one whole frame after it: scan
             // the whole segment so the chain is known from the header on.
             sparse = SparseIndex::new(self.opts.index_interval_bytes);
-            (c, problem) = scan(
-                bytes,
-                len,
-                h.salt,
-                record_max,
-                Cursor::at_header(h),
-                &mut sparse,
-            );
+            (c, problem) = scan(bytes, len, h.salt, Cursor::at_header(h), &mut sparse);
         }
         let found = (c.published(h), sparse);
         let last_nonzero = bytes[c.offset as usize..].iter().rposition(|&b| b != 0);
         let (Some(kind), Some(last_nonzero)) = (problem, last_nonzero) else {
             return Ok((found, None));
         };
-        if durable_after(bytes, c.offset, h.salt, c.next_seq - 1, record_max) {
+        if durable_after(bytes, c.offset, h.salt, c.next_seq - 1) {
             return Err((c.offset, kind, found));
         }
         Ok((found, Some(last_nonzero as u64 + 1)))

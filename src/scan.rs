@@ -90,7 +90,6 @@ pub(crate) fn scan(
     bytes: &[u8],
     limit: u64,
     salt: u32,
-    record_max: usize,
     mut c: Cursor,
     index: &mut SparseIndex,
 ) -> (Cursor, Option<CorruptionKind>) {
@@ -102,7 +101,7 @@ pub(crate) fn scan(
             break None;
         }
         let window = &bytes[c.offset as usize..limit as usize];
-        let f = match frame::decode(window, salt, record_max) {
+        let f = match frame::decode(window, salt) {
             Ok(f) => f,
             Err(e) => break Some(corruption_kind(e)),
         };
@@ -138,19 +137,13 @@ pub(crate) fn scan(
 /// synced (its `durable_end` lies beyond `bad`). Unparseable noise that would
 /// cost more than a few passes over the tail to search counts as proof: when
 /// in doubt, lamplog refuses rather than cuts.
-pub(crate) fn durable_after(
-    bytes: &[u8],
-    bad: u64,
-    salt: u32,
-    last_seq: u64,
-    record_max: usize,
-) -> bool {
+pub(crate) fn durable_after(bytes: &[u8], bad: u64, salt: u32, last_seq: u64) -> bool {
     let len = bytes.len();
     let tail = (len as u64).saturating_sub(bad);
     let mut budget = tail.saturating_mul(8).saturating_add(1 << 20);
     for y in (bad as usize + 1)..len.saturating_sub(FRAME_HEADER_LEN - 1) {
         let window = &bytes[y..];
-        let Some((seq, frame_len)) = frame::plausible(window, record_max) else {
+        let Some((seq, frame_len)) = frame::plausible(window) else {
             continue;
         };
         // Frames are at least FRAME_HEADER_LEN + 1 bytes, which bounds how far seq can advance.
@@ -161,7 +154,7 @@ pub(crate) fn durable_after(
         if budget == 0 {
             return true;
         }
-        if let Ok(f) = frame::decode(window, salt, record_max) {
+        if let Ok(f) = frame::decode(window, salt) {
             if u64::from(f.meta.durable_end) > bad {
                 return true;
             }

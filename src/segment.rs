@@ -301,12 +301,11 @@ impl Segment {
         bytes: &'a [u8],
         offset: u64,
         end: u64,
-        record_bytes_max: usize,
     ) -> Result<Frame<'a>, FrameError> {
         let window = bytes
             .get(offset as usize..end as usize)
             .ok_or(FrameError::Truncated)?;
-        frame::decode(window, self.header.salt, record_bytes_max)
+        frame::decode(window, self.header.salt)
     }
 
     /// The corruption error for damage at `offset` of this segment.

@@ -332,12 +332,7 @@ impl Stream {
     }
 
     fn iter_with(&self, from: From) -> Iter {
-        Iter::new(
-            self.inner.segments.clone(),
-            self.inner.record_bytes_max,
-            self.last_seq(),
-            from,
-        )
+        Iter::new(self.inner.segments.clone(), self.last_seq(), from)
     }
 
     /// Every record, oldest first, up to the last one appended before this call.
@@ -381,12 +376,7 @@ impl Stream {
     pub fn subscribe_from(&self, seq: u64) -> Result<Subscription> {
         let log = self.log()?.clone();
         let durable = log.durable_seq();
-        let iter = Iter::new(
-            self.inner.segments.clone(),
-            self.inner.record_bytes_max,
-            durable,
-            From::Seq(seq.max(1)),
-        );
+        let iter = Iter::new(self.inner.segments.clone(), durable, From::Seq(seq.max(1)));
         Ok(Subscription::new(log, iter))
     }
 

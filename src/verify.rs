@@ -54,14 +54,7 @@ impl Stream {
                 return Err(segment.corruption(0, CorruptionKind::BadHeader("changed since open")));
             }
             let mut scratch = SparseIndex::new(u64::MAX);
-            let (c, problem) = scan(
-                &bytes,
-                end,
-                h.salt,
-                self.record_bytes_max(),
-                Cursor::at_header(h),
-                &mut scratch,
-            );
+            let (c, problem) = scan(&bytes, end, h.salt, Cursor::at_header(h), &mut scratch);
             if let Some(kind) = problem {
                 return Err(segment.corruption(c.offset, kind));
             }

@@ -233,3 +233,162 @@ fn the_lock_is_released_on_drop_while_other_threads_spawn_processes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     spawner.join().unwrap();
 }
+
+/// Regression (issue 10): options that passed validation and then hung the
+/// first append (`batch_bytes_max: u64::MAX` overflowed the backpressure
+/// arithmetic) or panicked in the writer (`record_bytes_max: usize::MAX`
+/// overflowed the size check). Every option at its extremes is either
+/// refused with `InvalidOptions` or works: appends of every durability, a
+/// batch, a record too large for the options, a reopen.
+#[test]
+fn options_at_their_extremes_are_refused_or_work_and_never_hang_or_panic() {
+    let extremes: Vec<(&str, Options)> = vec![
+        (
+            "batch_bytes_max max",
+            Options {
+                batch_bytes_max: u64::MAX,
+                ..tiny()
+            },
+        ),
+        (
+            "batch_bytes_max 1",
+            Options {
+                batch_bytes_max: 1,
+                ..tiny()
+            },
+        ),
+        (
+            "record_bytes_max max (refused)",
+            Options {
+                record_bytes_max: usize::MAX,
+                segment_bytes_max: 1 << 20,
+                ..Options::default()
+            },
+        ),
+        (
+            "record_bytes_max max, largest segment (refused)",
+            Options {
+                record_bytes_max: usize::MAX,
+                segment_bytes_max: lamplog::format::SEGMENT_BYTES_MAX_LIMIT,
+                ..Options::default()
+            },
+        ),
+        (
+            "record_bytes_max 1",
+            Options {
+                record_bytes_max: 1,
+                ..tiny()
+            },
+        ),
+        (
+            "segment_bytes_max max (refused)",
+            Options {
+                segment_bytes_max: u64::MAX,
+                ..tiny()
+            },
+        ),
+        (
+            "segment_bytes_max at the limit",
+            Options {
+                segment_bytes_max: lamplog::format::SEGMENT_BYTES_MAX_LIMIT,
+                ..tiny()
+            },
+        ),
+        (
+            "segment_bytes_max 0 (refused)",
+            Options {
+                segment_bytes_max: 0,
+                ..tiny()
+            },
+        ),
+        (
+            "index_interval_bytes max",
+            Options {
+                index_interval_bytes: u64::MAX,
+                ..tiny()
+            },
+        ),
+        (
+            "index_interval_bytes 1",
+            Options {
+                index_interval_bytes: 1,
+                ..tiny()
+            },
+        ),
+        (
+            "sync_interval_us max",
+            Options {
+                sync_interval_us: u64::MAX,
+                ..tiny()
+            },
+        ),
+        (
+            "sync_interval_us 1",
+            Options {
+                sync_interval_us: 1,
+                ..tiny()
+            },
+        ),
+    ];
+    for (what, opts) in extremes {
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let outcome = exercise(dir.path(), &opts);
+            done.send(()).unwrap();
+            outcome
+        });
+        if finished
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .is_err()
+        {
+            panic!("{what}: still running after 20 s (a hang)");
+        }
+        match worker.join() {
+            Ok(Ok(())) if !what.ends_with("(refused)") => {}
+            Ok(Err(Error::InvalidOptions(_))) if what.ends_with("(refused)") => {}
+            Ok(Ok(())) => panic!("{what}: accepted"),
+            Ok(Err(e)) => panic!("{what}: {e}"),
+            Err(_) => panic!("{what}: panicked"),
+        }
+    }
+
+    fn tiny() -> Options {
+        Options {
+            segment_bytes_max: 64 << 10,
+            record_bytes_max: 4 << 10,
+            ..Options::default()
+        }
+    }
+
+    fn exercise(dir: &std::path::Path, opts: &Options) -> lamplog::Result<()> {
+        let store = Store::open(dir, opts.clone())?;
+        let stream = store.stream("s")?;
+        let mut seqs = Vec::new();
+        for (i, d) in [Durability::Buffered, Durability::Sync, Durability::Buffered]
+            .into_iter()
+            .enumerate()
+        {
+            // One-byte records, so that record_bytes_max 1 works too.
+            seqs.push(stream.append(i.to_string().as_bytes(), d)?.seq);
+        }
+        let big = format!(
+            r#"{{"pad":"{}"}}"#,
+            "x".repeat(opts.segment_bytes_max.min(1 << 21) as usize)
+        );
+        match stream.append(big.as_bytes(), Durability::Sync) {
+            Err(Error::RecordTooLarge { .. }) => {}
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        stream.append_batch(&[b"7", b"8"], Durability::Sync)?;
+        stream.sync()?;
+        assert_eq!(seqs, [1, 2, 3]);
+        let count = stream.iter().count();
+        drop(stream);
+        store.close()?;
+        let store = Store::open(dir, opts.clone())?;
+        assert_eq!(store.stream("s")?.iter().count(), count);
+        Ok(())
+    }
+}

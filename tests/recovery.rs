@@ -477,3 +477,58 @@ fn recovery_is_idempotent() {
 fn lamplog_path(root: &Path, first_seq: u64) -> std::path::PathBuf {
     stream_dir(root, "s").join(format!("{first_seq:020}.seg"))
 }
+
+/// Regression (issue 10): reopening with a lower `record_bytes_max` cut a
+/// Sync-acknowledged record as a "torn tail" after a crash (the next append
+/// reused its seq), and after a clean close called it an impossible length.
+/// The option limits new appends only: every frame valid when written stays
+/// valid, in recovery, readers and `verify`.
+#[test]
+fn lowering_record_bytes_max_keeps_every_record_written_under_the_old_limit() {
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
+    let higher = Options {
+        record_bytes_max: 8 << 10,
+        ..small_opts()
+    };
+    let lower = Options {
+        record_bytes_max: 4096,
+        ..small_opts()
+    };
+    for clean in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), higher.clone());
+        let stream = store.stream("s").unwrap();
+        stream.append(br#"{"a":1}"#, Durability::Sync).unwrap();
+        assert_eq!(
+            stream.append(big.as_bytes(), Durability::Sync).unwrap().seq,
+            2
+        );
+        drop(stream);
+        if clean {
+            store.close().unwrap();
+        } else {
+            store.abandon();
+        }
+        for read_only in [true, false] {
+            let store = open(
+                dir.path(),
+                Options {
+                    read_only,
+                    ..lower.clone()
+                },
+            );
+            let stream = store.stream("s").unwrap();
+            assert_eq!(stream.last_seq(), 2, "clean close: {clean}");
+            assert_eq!(stream.get(2).unwrap().unwrap().payload(), big.as_bytes());
+            assert_eq!(read_all(&stream).len(), 2);
+            stream.verify().unwrap();
+            if !read_only {
+                assert!(matches!(
+                    stream.append(big.as_bytes(), Durability::Sync),
+                    Err(Error::RecordTooLarge { max: 4096, .. })
+                ));
+                assert_eq!(stream.append(b"{}", Durability::Sync).unwrap().seq, 3);
+            }
+        }
+    }
+}

@@ -16,7 +16,7 @@ pub fn frame_decode(data: &[u8]) {
         [a, b, c, d, rest @ ..] => (u32::from_le_bytes([*a, *b, *c, *d]), rest),
         _ => (0, data),
     };
-    if let Some((seq, payload)) = lamplog::internals::decode_frame(bytes, salt, 1 << 16) {
+    if let Some((seq, payload)) = lamplog::internals::decode_frame(bytes, salt) {
         assert!(payload.len() < bytes.len());
         let mut out = Vec::new();
         let _ = lamplog::internals::encode_frame(&mut out, seq, 0, payload, salt);
