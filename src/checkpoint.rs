@@ -3,6 +3,7 @@
 //! that is replaced atomically and rebuilt from the log when it is missing,
 //! stale or damaged.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -33,10 +34,13 @@ pub struct Checkpoint {
     pub record_seq: u64,
 }
 
-/// The checkpoint record's payload: what it covers, as JSON.
+/// The checkpoint record's payload: what it covers, as JSON. The id is a
+/// `Cow`: it borrows from the payload unless it holds a JSON escape, which
+/// only an owned copy can hold unescaped (a `&str` field refuses it).
 #[derive(Serialize, Deserialize)]
 struct Payload<'a> {
-    snapshot_id: &'a str,
+    #[serde(borrow)]
+    snapshot_id: Cow<'a, str>,
     seq: u64,
     lamport: u64,
 }
@@ -45,7 +49,7 @@ impl Checkpoint {
     /// The payload of the checkpoint record.
     pub(crate) fn payload(&self) -> Vec<u8> {
         let payload = Payload {
-            snapshot_id: &self.snapshot_id,
+            snapshot_id: Cow::Borrowed(&self.snapshot_id),
             seq: self.seq,
             lamport: self.lamport,
         };
@@ -59,7 +63,7 @@ impl Checkpoint {
         }
         let p: Payload = serde_json::from_slice(record.payload()).ok()?;
         (p.seq + 1 == record.seq()).then(|| Checkpoint {
-            snapshot_id: p.snapshot_id.to_string(),
+            snapshot_id: p.snapshot_id.into_owned(),
             seq: p.seq,
             lamport: p.lamport,
             record_seq: record.seq(),
