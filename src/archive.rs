@@ -61,8 +61,21 @@ impl Stream {
     /// records covered by it) into `archive/`. The segment being written is
     /// never moved. Reads of the archived range then return
     /// [`Error::Archived`] naming where the data went.
+    ///
+    /// The checkpoint must be one this stream's log holds: another stream's
+    /// (or a made-up one) is [`Error::UnknownCheckpoint`] and moves nothing.
     pub fn archive_before(&self, checkpoint: &Checkpoint) -> Result<Archived> {
         self.log()?;
+        // This stream's checkpoint from before the live log: nothing is
+        // left that it could move (and its record cannot be checked).
+        if checkpoint.stream == self.name() && checkpoint.record_seq < self.first_seq() {
+            return Ok(Archived {
+                segments: 0,
+                live_from_seq: self.first_seq(),
+                dir: self.dir().join(ARCHIVE_DIR),
+            });
+        }
+        self.check_holds(checkpoint)?;
         // One archiving (or other derived-file write) at a time: a second
         // call sees the list the first one left.
         let _derived = self.derived().lock();

@@ -19,11 +19,13 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// Longest snapshot id accepted, in bytes.
 pub const SNAPSHOT_ID_LEN_MAX: usize = 1024;
 
-/// A checkpoint: the records up to `seq` (Lamport `lamport`) are
-/// crystallised into snapshot `snapshot_id`. The checkpoint record itself
-/// has seq `record_seq` (= `seq + 1`).
+/// A checkpoint: the records up to `seq` (Lamport `lamport`) of `stream`
+/// are crystallised into snapshot `snapshot_id`. The checkpoint record
+/// itself has seq `record_seq` (= `seq + 1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The stream whose log holds the checkpoint record.
+    pub stream: String,
     /// The caller's name for the snapshot.
     pub snapshot_id: String,
     /// Seq of the last record the checkpoint covers (0 if none).
@@ -56,13 +58,14 @@ impl Checkpoint {
         serde_json::to_vec(&payload).expect("a struct of a string and integers serialises")
     }
 
-    /// The checkpoint a record holds, if it is a checkpoint record.
-    pub fn from_record(record: &Record) -> Option<Checkpoint> {
+    /// The checkpoint a record of `stream` holds, if it is a checkpoint record.
+    pub fn from_record(stream: &str, record: &Record) -> Option<Checkpoint> {
         if record.kind() != Kind::Checkpoint {
             return None;
         }
         let p: Payload = serde_json::from_slice(record.payload()).ok()?;
         (p.seq + 1 == record.seq()).then(|| Checkpoint {
+            stream: stream.to_string(),
             snapshot_id: p.snapshot_id.into_owned(),
             seq: p.seq,
             lamport: p.lamport,
@@ -175,10 +178,7 @@ impl Stream {
         }
         let hint = derived.latest.clone().or_else(|| derived.file.clone());
         let verified = match hint {
-            Some(h) => self
-                .get(h.record_seq)?
-                .and_then(|r| Checkpoint::from_record(&r))
-                .filter(|c| *c == h),
+            Some(h) => self.holds(&h)?.then_some(h),
             None => None,
         };
         let base = match verified {
@@ -187,7 +187,7 @@ impl Stream {
         };
         // A crash between the record and the file leaves newer records.
         let latest = match &base {
-            Some(c) => last_checkpoint(self.iter_from_seq(c.record_seq + 1))?.or(base),
+            Some(c) => last_checkpoint(self.name(), self.iter_from_seq(c.record_seq + 1))?.or(base),
             None => None,
         };
         if let Some(latest) = &latest {
@@ -199,6 +199,36 @@ impl Stream {
         Ok(latest)
     }
 
+    /// Whether this stream's log holds `checkpoint`: the record at its
+    /// `record_seq` is that very checkpoint. A checkpoint whose record was
+    /// archived is not held (a stale `checkpoint.json` may name one).
+    fn holds(&self, checkpoint: &Checkpoint) -> Result<bool> {
+        if checkpoint.stream != self.name() {
+            return Ok(false);
+        }
+        match self.get(checkpoint.record_seq) {
+            Ok(record) => Ok(record
+                .and_then(|r| Checkpoint::from_record(self.name(), &r))
+                .is_some_and(|c| c == *checkpoint)),
+            Err(Error::Archived { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `Ok` if this stream's log holds `checkpoint`; a caller's checkpoint
+    /// is checked before anything is skipped or moved on its word.
+    pub(crate) fn check_holds(&self, checkpoint: &Checkpoint) -> Result<()> {
+        if self.holds(checkpoint)? {
+            return Ok(());
+        }
+        Err(Error::UnknownCheckpoint {
+            stream: self.name().to_string(),
+            checkpoint_stream: checkpoint.stream.clone(),
+            snapshot_id: checkpoint.snapshot_id.clone(),
+            record_seq: checkpoint.record_seq,
+        })
+    }
+
     /// The newest checkpoint record, looking through segments newest first.
     fn newest_checkpoint_in_log(&self) -> Result<Option<Checkpoint>> {
         let firsts = self.segments().first_seqs();
@@ -207,7 +237,7 @@ impl Stream {
             let segment = self
                 .iter_from_seq(first)
                 .take_while(|r| r.as_ref().map_or(true, |r| end.is_none_or(|e| r.seq() < e)));
-            if let Some(found) = last_checkpoint(segment)? {
+            if let Some(found) = last_checkpoint(self.name(), segment)? {
                 return Ok(Some(found));
             }
         }
@@ -218,7 +248,7 @@ impl Stream {
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
         let mut all = Vec::new();
         for record in self.iter() {
-            all.extend(Checkpoint::from_record(&record?));
+            all.extend(Checkpoint::from_record(self.name(), &record?));
         }
         Ok(all)
     }
@@ -232,17 +262,25 @@ impl Stream {
         })
     }
 
-    /// The records after `checkpoint`.
+    /// The records after `checkpoint`. A checkpoint this stream's log does
+    /// not hold (another stream's, or one made up) yields
+    /// [`Error::UnknownCheckpoint`] rather than skip records on its word.
     pub fn replay_since(&self, checkpoint: &Checkpoint) -> Iter {
-        self.iter_from_seq(checkpoint.record_seq + 1)
+        match self.check_holds(checkpoint) {
+            Ok(()) => self.iter_from_seq(checkpoint.record_seq + 1),
+            Err(e) => Iter::failed(self.segments().clone(), e),
+        }
     }
 }
 
 /// The last checkpoint among `records`.
-fn last_checkpoint(records: impl Iterator<Item = Result<Record>>) -> Result<Option<Checkpoint>> {
+fn last_checkpoint(
+    stream: &str,
+    records: impl Iterator<Item = Result<Record>>,
+) -> Result<Option<Checkpoint>> {
     let mut last = None;
     for record in records {
-        if let Some(c) = Checkpoint::from_record(&record?) {
+        if let Some(c) = Checkpoint::from_record(stream, &record?) {
             last = Some(c);
         }
     }

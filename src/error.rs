@@ -132,6 +132,23 @@ pub enum Error {
     #[error("the store was opened read-only")]
     ReadOnly,
 
+    /// A checkpoint passed to a stream whose log does not hold it: another
+    /// stream's, one whose record was archived, or one made up.
+    #[error(
+        "stream {stream:?} holds no checkpoint {snapshot_id:?} at seq {record_seq} \
+         (the checkpoint names stream {checkpoint_stream:?})"
+    )]
+    UnknownCheckpoint {
+        /// The stream asked.
+        stream: String,
+        /// The stream the checkpoint names.
+        checkpoint_stream: String,
+        /// The checkpoint's snapshot id.
+        snapshot_id: String,
+        /// The seq of the checkpoint record it claims.
+        record_seq: u64,
+    },
+
     /// A read-only store has no stream of that name.
     #[error("no stream named {name:?}")]
     StreamNotFound {

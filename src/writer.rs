@@ -184,6 +184,7 @@ impl Encoder {
     /// up to now" is exact.
     pub fn encode_checkpoint(&mut self, snapshot_id: &str) -> Checkpoint {
         let covered = Checkpoint {
+            stream: self.stream.clone(),
             snapshot_id: snapshot_id.to_string(),
             seq: self.tip.last_seq,
             lamport: self.tip.last_lamport,

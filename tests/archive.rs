@@ -233,3 +233,82 @@ fn a_seek_to_seq_zero_reads_from_the_start() {
     assert_eq!(seqs(&mut s.query().seq(0..).iter()), [1, 2, 3, 4, 5]);
     assert!(s.get(0).unwrap().is_none());
 }
+
+/// Regression (issue 10): `archive_before` took another stream's checkpoint
+/// on its word and archived segments of a stream that had no checkpoint at
+/// all. A checkpoint names its stream and must be held by the log it is
+/// used on; anything else is `UnknownCheckpoint` and moves nothing.
+#[test]
+fn archive_before_refuses_a_checkpoint_this_stream_does_not_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let a = store.stream("a").unwrap();
+    let b = store.stream("b").unwrap();
+    fill(&a, 0..2000, Durability::Buffered);
+    fill(&b, 0..2000, Durability::Buffered);
+    let theirs = a.checkpoint("snap").unwrap();
+    let before = segments(dir.path(), "b");
+    assert!(before.len() > 5);
+    let mut forged = theirs.clone();
+    forged.stream = "b".into();
+    let mut misplaced = b.checkpoint("real").unwrap();
+    misplaced.record_seq -= 1;
+    misplaced.seq -= 1;
+    for wrong in [&theirs, &forged, &misplaced] {
+        match b.archive_before(wrong) {
+            Err(Error::UnknownCheckpoint { stream, .. }) => assert_eq!(stream, "b"),
+            other => panic!("{wrong:?}: expected UnknownCheckpoint, got {other:?}"),
+        }
+        assert!(matches!(
+            b.replay_since(wrong).next(),
+            Some(Err(Error::UnknownCheckpoint { .. }))
+        ));
+    }
+    assert_eq!(segments(dir.path(), "b"), before, "nothing moved");
+    assert_eq!(read_all(&b).len(), 2001);
+    // The stream's own checkpoint works, and again once it was used.
+    let own = b.latest_checkpoint().unwrap().unwrap();
+    assert!(b.archive_before(&own).unwrap().segments > 5);
+    assert_eq!(b.archive_before(&own).unwrap().segments, 0);
+}
+
+/// Regression (issue 10): a crash between a checkpoint record and the
+/// replacement of checkpoint.json left the file naming the older
+/// checkpoint; once `archive_before(newest)` archived the older one's
+/// record, every checkpoint lookup failed with `Archived` (after reopen
+/// too) instead of checking the hint against the live log.
+#[test]
+fn a_stale_checkpoint_file_naming_an_archived_record_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = stream_dir(dir.path(), "s").join(lamplog::CHECKPOINT_FILE);
+    let newest = {
+        let store = open(dir.path(), small_opts());
+        let s = store.stream("s").unwrap();
+        fill(&s, 0..300, Durability::Buffered);
+        s.checkpoint("old").unwrap();
+        let stale = fs::read(&file).unwrap();
+        fill(&s, 300..2000, Durability::Buffered);
+        let newest = s.checkpoint("new").unwrap();
+        fill(&s, 2000..2010, Durability::Sync);
+        // What a crash before the file's replacement leaves.
+        fs::write(&file, stale).unwrap();
+        newest
+    };
+    let check = |s: &lamplog::Stream| {
+        assert_eq!(s.latest_checkpoint().unwrap(), Some(newest.clone()));
+        assert_eq!(s.replay_since_checkpoint().unwrap().count(), 10);
+    };
+    {
+        let store = open(dir.path(), small_opts());
+        let s = store.stream("s").unwrap();
+        // A fresh handle: archive on the newest checkpoint (found in the
+        // log), with the stale file still in place.
+        let stale = fs::read(&file).unwrap();
+        assert!(s.archive_before(&newest).unwrap().segments > 5);
+        fs::write(&file, stale).unwrap();
+    }
+    for opts in [lamplog::Options::read_only(), small_opts()] {
+        let store = open(dir.path(), opts);
+        check(&store.stream("s").unwrap());
+    }
+}

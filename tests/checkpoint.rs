@@ -40,7 +40,7 @@ fn replay_since_checkpoint_yields_only_later_records() {
     assert_eq!(since_first.len(), 300 + 1 + 1);
     assert_eq!(since_first[300].kind(), Kind::Checkpoint);
     assert_eq!(
-        Checkpoint::from_record(&since_first[300]),
+        Checkpoint::from_record("session", &since_first[300]),
         Some(second.clone())
     );
     assert_eq!(s.checkpoints().unwrap(), vec![first, second.clone()]);

@@ -410,7 +410,10 @@ fn work(shared: &Shared, thread: usize, seed: u64, history: &Mutex<Vec<String>>)
                 let c = s.checkpoint(&format!("t{thread}-{n}")).unwrap();
                 assert_eq!(c.record_seq, c.seq + 1);
                 let record = s.get(c.record_seq).unwrap().expect("the checkpoint record");
-                assert_eq!(Checkpoint::from_record(&record).as_ref(), Some(&c));
+                assert_eq!(
+                    Checkpoint::from_record(&c.stream, &record).as_ref(),
+                    Some(&c)
+                );
                 shared.acked(
                     name,
                     &[(c.record_seq, record.lamport(), record.payload())],
