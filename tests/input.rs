@@ -381,7 +381,7 @@ fn options_at_their_extremes_are_refused_or_work_and_never_hang_or_panic() {
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        stream.append_batch(&[b"7", b"8"], Durability::Sync)?;
+        stream.append_batch([b"7", b"8"], Durability::Sync)?;
         stream.sync()?;
         assert_eq!(seqs, [1, 2, 3]);
         let count = stream.iter().count();
