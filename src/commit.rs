@@ -33,11 +33,20 @@ use crate::writer::{Appended, Chunk, Encoder, Pos, SegmentIo, WriterLimits};
 /// The failure that poisoned a stream or store, if any.
 #[derive(Debug, Default)]
 pub(crate) struct Poison {
+    /// The stream it poisons; `None`: the whole store.
+    stream: Option<String>,
     failed: AtomicBool,
     cause: Mutex<Option<String>>,
 }
 
 impl Poison {
+    pub(crate) fn of_stream(name: &str) -> Poison {
+        Poison {
+            stream: Some(name.to_string()),
+            ..Poison::default()
+        }
+    }
+
     pub(crate) fn set(&self, cause: String) {
         let mut slot = self.cause.lock();
         if slot.is_none() {
@@ -51,7 +60,10 @@ impl Poison {
             return Ok(());
         }
         let cause = self.cause.lock().clone().unwrap_or_default();
-        Err(Error::Poisoned { cause })
+        Err(Error::Poisoned {
+            stream: self.stream.clone(),
+            cause,
+        })
     }
 }
 
@@ -110,6 +122,7 @@ impl StreamLog {
     ) -> Arc<StreamLog> {
         let written = io.written_pos();
         let tip = io.written();
+        let poison = Poison::of_stream(encoder.stream());
         let log = Arc::new(StreamLog {
             encoder: Mutex::new(EncoderState {
                 encoder,
@@ -124,7 +137,7 @@ impl StreamLog {
             durable_changed: Event::new(),
             sync_requested: AtomicBool::new(false),
             sync_wanted: AtomicU64::new(0),
-            poison: Poison::default(),
+            poison,
             store_poison: syncer.shared.poison.clone(),
             closed: AtomicBool::new(false),
             syncer: syncer.shared.clone(),

@@ -161,10 +161,16 @@ pub enum Error {
     #[error("the store was closed; reopen it to write")]
     Closed,
 
-    /// The store can no longer accept writes because an earlier write or
-    /// fdatasync failed; reopen it to recover from what is on disk.
-    #[error("the store is poisoned by an earlier I/O failure ({cause}); reopen it to recover")]
+    /// A stream (after a failed write) or the whole store (after a failed
+    /// fdatasync, which may have dropped any file's pages) can no longer
+    /// accept writes; reopen the store to recover from what is on disk.
+    #[error(
+        "{} is poisoned by an earlier I/O failure ({cause}); reopen the store to recover",
+        match stream { Some(s) => format!("stream {s:?}"), None => "the store".into() }
+    )]
     Poisoned {
+        /// The stream poisoned; `None` when the whole store is.
+        stream: Option<String>,
         /// A description of the failure that poisoned the store.
         cause: String,
     },

@@ -133,6 +133,10 @@ impl Encoder {
     }
 
     /// The end of the last frame encoded.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
     pub fn pos(&self) -> Pos {
         self.base + self.tip.end
     }

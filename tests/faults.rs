@@ -61,7 +61,12 @@ fn a_failed_fdatasync_poisons_the_store_and_reopen_recovers() {
         .collect();
     for t in threads {
         match t.join().unwrap() {
-            Err(Error::Poisoned { cause }) => assert!(cause.contains("fdatasync"), "{cause}"),
+            Err(Error::Poisoned {
+                stream: None,
+                cause,
+            }) => {
+                assert!(cause.contains("fdatasync"), "{cause}")
+            }
             other => panic!("expected Poisoned, got {other:?}"),
         }
     }
@@ -106,7 +111,12 @@ fn a_failed_fdatasync_of_the_writer_itself_poisons_the_store() {
         .map(|i| stream.append(payload(i), Durability::Buffered))
         .find_map(Result::err);
     match failed {
-        Some(Error::Poisoned { cause }) => assert!(cause.contains("fdatasync"), "{cause}"),
+        Some(Error::Poisoned {
+            stream: None,
+            cause,
+        }) => {
+            assert!(cause.contains("fdatasync"), "{cause}")
+        }
         other => panic!("expected the roll's fdatasync to fail, got {other:?}"),
     }
     // The kernel may have dropped pages of the failed sync, which a later
@@ -134,7 +144,7 @@ fn a_failed_write_fails_its_batch_and_the_log_stays_recoverable() {
     fill(&stream, 0..30, Durability::Sync);
     faults.fail_write.store(true, Ordering::SeqCst);
     match stream.append(payload(30), Durability::Sync) {
-        Err(Error::Poisoned { cause }) => assert!(cause.contains("write"), "{cause}"),
+        Err(Error::Poisoned { cause, .. }) => assert!(cause.contains("write"), "{cause}"),
         other => panic!("expected a failed append, got {other:?}"),
     }
     faults.fail_write.store(false, Ordering::SeqCst);
@@ -221,4 +231,29 @@ fn nothing_becomes_durable_after_a_failed_fdatasync() {
             Some(Err(e)) => panic!("{e}"),
         }
     }
+}
+
+/// Regression (issue 10): a failed write poisons only its stream, but the
+/// error said "the store is poisoned". It names the stream, and the store's
+/// other streams go on.
+#[test]
+fn a_failed_write_poisons_only_its_stream_and_the_error_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, faults) = faulty_store(dir.path());
+    let stream = store.stream("s").unwrap();
+    let other = store.stream("other").unwrap();
+    faults.fail_write.store(true, Ordering::SeqCst);
+    let e = stream.append(payload(0), Durability::Sync).unwrap_err();
+    faults.fail_write.store(false, Ordering::SeqCst);
+    assert!(
+        matches!(&e, Error::Poisoned { stream: Some(s), .. } if s == "s"),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.starts_with(r#"stream "s" is poisoned"#),
+        "{message}"
+    );
+    assert!(!message.contains("the store is"), "{message}");
+    assert_eq!(other.append(payload(0), Durability::Sync).unwrap().seq, 1);
 }
