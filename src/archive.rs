@@ -60,10 +60,10 @@ impl Stream {
     /// Move every segment that lies entirely before `checkpoint` (all its
     /// records covered by it) into `archive/`. The segment being written is
     /// never moved. Reads of the archived range then return
-    /// [`Error::Archived`] naming where the data went.
+    /// [`Error::Archived`](crate::Error::Archived) naming where the data went.
     ///
     /// The checkpoint must be one this stream's log holds: another stream's
-    /// (or a made-up one) is [`Error::UnknownCheckpoint`] and moves nothing.
+    /// (or a made-up one) is [`Error::UnknownCheckpoint`](crate::Error::UnknownCheckpoint) and moves nothing.
     pub fn archive_before(&self, checkpoint: &Checkpoint) -> Result<Archived> {
         self.log()?;
         // This stream's checkpoint from before the live log: nothing is

@@ -106,7 +106,6 @@ pub(crate) struct StreamLog {
     /// Set once the log is closed: nothing more is written through it.
     closed: AtomicBool,
     syncer: Arc<SyncerShared>,
-    segment_bytes_max: u64,
     batch_bytes_max: u64,
     /// Seq and Lamport of the last record written, for `Stream::last_seq`.
     last_seq: AtomicU64,
@@ -141,7 +140,6 @@ impl StreamLog {
             store_poison: syncer.shared.poison.clone(),
             closed: AtomicBool::new(false),
             syncer: syncer.shared.clone(),
-            segment_bytes_max: limits.segment_bytes_max,
             batch_bytes_max: limits.batch_bytes_max,
             last_seq: AtomicU64::new(tip.last_seq),
             last_lamport: AtomicU64::new(tip.last_lamport),
@@ -233,19 +231,17 @@ impl StreamLog {
 
     /// Append one validated payload.
     pub fn append(self: &Arc<Self>, payload: &[u8], observed: u64, sync: bool) -> Result<Appended> {
-        Ok(self.submit(sync, |e| e.encode(payload, observed))?.0)
+        self.submit(sync, |e| e.encode(payload, observed))?.0
     }
 
-    /// Append validated payloads as one atomic batch.
-    pub fn append_batch(self: &Arc<Self>, payloads: &[&[u8]], sync: bool) -> Result<Vec<Appended>> {
-        let (appended, _) = self.submit(sync, |e| e.encode_batch(payloads, 0))?;
-        appended.ok_or_else(|| Error::BatchTooLarge {
-            len: payloads
-                .iter()
-                .map(|p| crate::frame::frame_len(p.len()) as u64)
-                .sum(),
-            max: self.segment_bytes_max,
-        })
+    /// Append validated payloads, each with the Lamport it observed, as
+    /// one atomic batch.
+    pub fn append_batch(
+        self: &Arc<Self>,
+        records: &[(&[u8], u64)],
+        sync: bool,
+    ) -> Result<Vec<Appended>> {
+        self.submit(sync, |e| e.encode_batch(records))?.0
     }
 
     /// Append a record whose payload depends on its own seq and Lamport:
@@ -260,7 +256,7 @@ impl StreamLog {
         let (built, _) = self.submit(sync, |e| {
             let (seq, lamport) = e.next_stamp(observed);
             let (payload, value) = build(seq, lamport)?;
-            Ok((e.encode(&payload, observed), value))
+            Ok((e.encode(&payload, observed)?, value))
         })?;
         built
     }
@@ -270,7 +266,7 @@ impl StreamLog {
         self: &Arc<Self>,
         snapshot_id: &str,
     ) -> Result<crate::checkpoint::Checkpoint> {
-        Ok(self.submit(true, |e| e.encode_checkpoint(snapshot_id))?.0)
+        self.submit(true, |e| e.encode_checkpoint(snapshot_id))?.0
     }
 
     /// Make everything appended so far durable.

@@ -95,7 +95,9 @@ pub enum Error {
         expected: String,
     },
 
-    /// An observed Lamport timestamp too large to continue from.
+    /// A record would be stamped past the largest Lamport a record may hold
+    /// ([`format::LAMPORT_MAX`](crate::format::LAMPORT_MAX)): the observed
+    /// timestamp, or the stream's own clock, is at the end.
     #[error("observed Lamport timestamp {observed} is out of range (at most {max})")]
     LamportOutOfRange {
         /// The timestamp passed in.

@@ -38,7 +38,7 @@ pub(crate) struct FrameHeader {
     reserved: U16,
 }
 
-/// Size of [`FrameHeader`] on disk.
+/// Size of a frame header on disk.
 pub const FRAME_HEADER_LEN: usize = size_of::<FrameHeader>();
 const LEN_END: usize = size_of::<u32>();
 /// The CRC covers everything after the CRC field itself.

@@ -75,6 +75,7 @@ pub mod format {
     pub use crate::name::NAME_LEN_MAX;
     pub use crate::options::SEGMENT_BYTES_MAX_LIMIT;
     pub use crate::segment::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+    pub use crate::writer::LAMPORT_MAX;
 }
 
 /// The frame codec, for benchmarks and fuzz targets. Not a stable API.

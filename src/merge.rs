@@ -5,8 +5,11 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::frame::frame_len;
 use crate::reader::{Iter, Record};
+use crate::stream::Stream;
+use crate::writer::LAMPORT_MAX;
 
 /// A record and the stream it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,4 +88,72 @@ impl Iterator for Merge {
             }
         }
     }
+}
+
+/// Append the merge of `sources` to `target`, all or nothing (see
+/// [`Store::merge_into`](crate::Store::merge_into)), in atomic batches of at
+/// most `room` bytes of frames. Returns the number of records written.
+pub(crate) fn merge_into(
+    sources: &[(Arc<str>, Stream)],
+    target: &Stream,
+    room: u64,
+) -> Result<u64> {
+    // Both passes read each source up to the same record.
+    let bounds: Vec<u64> = sources.iter().map(|(_, s)| s.last_seq()).collect();
+    let merge = || {
+        Merge::new(
+            sources
+                .iter()
+                .zip(&bounds)
+                .map(|((name, s), &last)| (name.clone(), s.iter_through(last)))
+                .collect(),
+        )
+    };
+    // Pass 1: what the target would refuse, before anything is written.
+    let (record_max, mut clock, mut total) = (target.record_bytes_max(), target.last_lamport(), 0);
+    for merged in merge() {
+        let record = merged?.record;
+        let len = record.payload().len();
+        if len > record_max {
+            return Err(Error::RecordTooLarge {
+                len,
+                max: record_max,
+            });
+        }
+        clock = clock.max(record.lamport());
+        if clock >= LAMPORT_MAX {
+            return Err(Error::LamportOutOfRange {
+                observed: record.lamport(),
+                max: LAMPORT_MAX - 1,
+            });
+        }
+        clock += 1;
+        total += 1;
+    }
+    // Pass 2: the writes.
+    let mut batch: Vec<Record> = Vec::new();
+    let mut batch_bytes = 0;
+    for merged in merge() {
+        let record = merged?.record;
+        let len = frame_len(record.payload().len()) as u64;
+        if batch_bytes + len > room {
+            append(target, &std::mem::take(&mut batch))?;
+            batch_bytes = 0;
+        }
+        batch_bytes += len;
+        batch.push(record);
+    }
+    append(target, &batch)?;
+    target.sync()?;
+    Ok(total)
+}
+
+/// Append `records` to `target` as one atomic batch, each stamped after its
+/// source record.
+fn append(target: &Stream, records: &[Record]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let observed: Vec<(&[u8], u64)> = records.iter().map(|r| (r.payload(), r.lamport())).collect();
+    target.log()?.append_batch(&observed, false).map(drop)
 }

@@ -22,7 +22,7 @@ use crate::backend::{Backend, SharedLock, StdBackend};
 use crate::error::{io_err, Error, Result};
 use crate::merge::Merge;
 use crate::name;
-use crate::options::{Durability, Options};
+use crate::options::Options;
 use crate::quarantine::Cut;
 use crate::recovery::recover_stream;
 use crate::stream::Stream;
@@ -303,20 +303,36 @@ impl Store {
     /// Lamport timestamp, then stream name, then seq. A k-way merge: it
     /// holds one record per stream, whatever the streams' length.
     pub fn merge(&self, streams: &[&str]) -> Result<Merge> {
+        let sources = self.sources(streams)?;
+        Ok(Merge::new(
+            sources.iter().map(|(n, s)| (n.clone(), s.iter())).collect(),
+        ))
+    }
+
+    /// The named streams, each once, for a merge.
+    fn sources(&self, streams: &[&str]) -> Result<Vec<(Arc<str>, Stream)>> {
         let mut sources = Vec::with_capacity(streams.len());
         for name in streams {
             if sources.iter().any(|(n, _): &(Arc<str>, _)| &**n == *name) {
                 continue;
             }
-            sources.push((Arc::<str>::from(*name), self.existing(name)?.iter()));
+            sources.push((Arc::<str>::from(*name), self.existing(name)?));
         }
-        Ok(Merge::new(sources))
+        Ok(sources)
     }
 
     /// Append the merge of `sources` to `target` (created on first use), in
     /// merge order, each record stamped after its source record, so that
     /// the target's clock ends after every source's. Returns the number of
     /// records written; they are durable when this returns.
+    ///
+    /// All or nothing: everything a write could refuse (a record over
+    /// `record_bytes_max`, a Lamport past the bound, a damaged or archived
+    /// source record) is checked before the first record is written, and a
+    /// merge that fits in one segment is written as one atomic batch, which
+    /// a crash keeps whole or drops whole. A larger merge is written in
+    /// atomic batches of up to a segment each: a crash or I/O failure can
+    /// then keep a prefix of whole batches.
     pub fn merge_into(&self, sources: &[&str], target: &str) -> Result<u64> {
         if sources.contains(&target) {
             return Err(Error::InvalidName {
@@ -324,20 +340,10 @@ impl Store {
                 reason: "a merge target cannot be one of its sources",
             });
         }
-        let merge = self.merge(sources)?;
+        let sources = self.sources(sources)?;
         let target = self.stream(target)?;
-        let mut written = 0;
-        for merged in merge {
-            let merged = merged?;
-            target.append_observed(
-                merged.record.payload(),
-                merged.record.lamport(),
-                Durability::Buffered,
-            )?;
-            written += 1;
-        }
-        target.sync()?;
-        Ok(written)
+        let room = self.inner.opts.segment_bytes_max - crate::segment::SEGMENT_HEADER_LEN as u64;
+        crate::merge::merge_into(&sources, &target, room)
     }
 
     /// A stream that exists (never created by the call).

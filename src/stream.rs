@@ -67,10 +67,6 @@ impl fmt::Debug for Stream {
     }
 }
 
-/// The largest observed Lamport accepted: far below the format's 2^63
-/// bound, so that no stream can be pushed to its end.
-const OBSERVED_LAMPORT_MAX: u64 = 1 << 62;
-
 /// Check that `payload` is one JSON value and within the size limit.
 fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
     if payload.len() > record_bytes_max {
@@ -212,7 +208,9 @@ impl Stream {
     /// Append one JSON value that took in another actor's op stamped
     /// `observed`: it is stamped `max(clock, observed) + 1`, so this stream
     /// continues after both (the Lamport merge rule). Otherwise like
-    /// [`append`](Stream::append).
+    /// [`append`](Stream::append). A stamp past
+    /// [`format::LAMPORT_MAX`](crate::format::LAMPORT_MAX) is
+    /// [`Error::LamportOutOfRange`], with nothing written.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -231,12 +229,6 @@ impl Stream {
     ) -> Result<Appended> {
         let payload = payload.as_ref();
         let log = self.log()?;
-        if observed_lamport > OBSERVED_LAMPORT_MAX {
-            return Err(Error::LamportOutOfRange {
-                observed: observed_lamport,
-                max: OBSERVED_LAMPORT_MAX,
-            });
-        }
         validate_payload(payload, self.inner.record_bytes_max)?;
         log.append(payload, observed_lamport, durability == Durability::Sync)
     }
@@ -283,7 +275,8 @@ impl Stream {
         if slices.is_empty() {
             return Ok(Vec::new());
         }
-        log.append_batch(&slices, durability == Durability::Sync)
+        let records: Vec<(&[u8], u64)> = slices.iter().map(|p| (*p, 0)).collect();
+        log.append_batch(&records, durability == Durability::Sync)
     }
 
     /// Make every record appended so far durable.
@@ -329,6 +322,15 @@ impl Stream {
                 .last()
                 .map_or(0, |s| s.published().last_lamport),
         }
+    }
+
+    /// Every record up to `last_seq` (at most the last one appended).
+    pub(crate) fn iter_through(&self, last_seq: u64) -> Iter {
+        Iter::new(
+            self.inner.segments.clone(),
+            last_seq.min(self.last_seq()),
+            From::Start,
+        )
     }
 
     fn iter_with(&self, from: From) -> Iter {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, BackendFile, OpenMode};
 use crate::checkpoint::Checkpoint;
 use crate::clock::now_us;
-use crate::error::{io_err, Result};
+use crate::error::{io_err, Error, Result};
 use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
 use crate::index::{self, Seal, SparseIndex, INDEX_HEADER_LEN};
 use crate::segment::{
@@ -40,6 +40,12 @@ pub(crate) struct WriterLimits {
     pub index_interval_bytes: u64,
     pub batch_bytes_max: u64,
 }
+
+/// The largest Lamport timestamp a record may hold (docs/FORMAT.md: below
+/// 2^63). It is the one Lamport bound: an observed timestamp is accepted
+/// wherever it comes from (`append_observed`, a merge, `insert_op`) exactly
+/// when the record stamped after it stays within this.
+pub const LAMPORT_MAX: u64 = (1 << 63) - 1;
 
 /// What an append was assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,17 +168,18 @@ impl Encoder {
 
     /// Frame a data record with a Lamport after both this stream's clock
     /// and `observed` (0 when the record observed nothing).
-    pub fn encode(&mut self, payload: &[u8], observed: u64) -> Appended {
-        self.encode_batch(&[payload], observed)
-            .expect("a record fits in a fresh segment (checked by Options::validate)")[0]
+    pub fn encode(&mut self, payload: &[u8], observed: u64) -> Result<Appended> {
+        Ok(self.encode_records(Kind::Data, &[(payload, observed)])?[0])
     }
 
     /// Frame records as one atomic batch: contiguous seqs, in one segment,
     /// every frame but the last flagged as continued (docs/FORMAT.md), so
-    /// that recovery keeps all of them or none. `None` if the batch cannot
-    /// fit in one segment.
-    pub fn encode_batch(&mut self, payloads: &[&[u8]], observed: u64) -> Option<Vec<Appended>> {
-        self.encode_records(Kind::Data, payloads, observed)
+    /// that recovery keeps all of them or none. Each record is stamped
+    /// after the one before it and after its own observed Lamport.
+    /// Nothing is framed if the batch cannot fit in one segment or a
+    /// Lamport would pass [`LAMPORT_MAX`].
+    pub fn encode_batch(&mut self, records: &[(&[u8], u64)]) -> Result<Vec<Appended>> {
+        self.encode_records(Kind::Data, records)
     }
 
     /// The seq and Lamport the next record would get, having observed `observed`.
@@ -186,7 +193,7 @@ impl Encoder {
     /// Frame a checkpoint record covering every record before it. The
     /// payload is built here, under the stream's lock, so that "everything
     /// up to now" is exact.
-    pub fn encode_checkpoint(&mut self, snapshot_id: &str) -> Checkpoint {
+    pub fn encode_checkpoint(&mut self, snapshot_id: &str) -> Result<Checkpoint> {
         let covered = Checkpoint {
             stream: self.stream.clone(),
             snapshot_id: snapshot_id.to_string(),
@@ -195,40 +202,47 @@ impl Encoder {
             record_seq: self.tip.last_seq + 1,
         };
         let payload = covered.payload();
-        self.encode_records(Kind::Checkpoint, &[&payload], 0)
-            .expect("a checkpoint record is small enough for any segment");
-        covered
+        self.encode_records(Kind::Checkpoint, &[(&payload, 0)])?;
+        Ok(covered)
     }
 
-    fn encode_records(
-        &mut self,
-        kind: Kind,
-        payloads: &[&[u8]],
-        observed: u64,
-    ) -> Option<Vec<Appended>> {
-        let bytes: u64 = payloads
+    fn encode_records(&mut self, kind: Kind, records: &[(&[u8], u64)]) -> Result<Vec<Appended>> {
+        let bytes: u64 = records
             .iter()
-            .map(|p| frame::frame_len(p.len()) as u64)
+            .map(|(p, _)| frame::frame_len(p.len()) as u64)
             .sum();
         if SEGMENT_HEADER_LEN as u64 + bytes > self.limits.segment_bytes_max {
-            return None;
+            return Err(Error::BatchTooLarge {
+                len: bytes,
+                max: self.limits.segment_bytes_max,
+            });
+        }
+        // The Lamport merge rule, checked for the whole batch before any
+        // frame: each record after everything this stream and its observed
+        // op have seen.
+        let mut clock = self.tip.last_lamport;
+        for &(_, observed) in records {
+            clock = clock.max(observed);
+            if clock >= LAMPORT_MAX {
+                return Err(Error::LamportOutOfRange {
+                    observed,
+                    max: LAMPORT_MAX - 1,
+                });
+            }
+            clock += 1;
         }
         if self.tip.end + bytes > self.limits.segment_bytes_max {
             self.roll(self.tip.last_seq + 1, self.tip.last_lamport + 1);
         }
-        let mut appended = Vec::with_capacity(payloads.len());
+        let mut appended = Vec::with_capacity(records.len());
         // One clock reading per batch: its records are appended together.
         let ts_us = now_us();
-        for (i, payload) in payloads.iter().enumerate() {
-            // The Lamport merge rule: after everything this stream and the
-            // observed op have seen.
-            let clock = if i == 0 {
-                self.tip.last_lamport.max(observed)
-            } else {
-                self.tip.last_lamport
-            };
-            let (seq, lamport) = (self.tip.last_seq + 1, clock + 1);
-            let continues = i + 1 < payloads.len();
+        for (i, &(payload, observed)) in records.iter().enumerate() {
+            let (seq, lamport) = (
+                self.tip.last_seq + 1,
+                self.tip.last_lamport.max(observed) + 1,
+            );
+            let continues = i + 1 < records.len();
             let new = NewFrame {
                 kind,
                 seq,
@@ -240,7 +254,7 @@ impl Encoder {
             self.push(new, payload);
             appended.push(Appended { seq, lamport });
         }
-        Some(appended)
+        Ok(appended)
     }
 
     /// Frame a commit marker if one is useful and fits: after at least one

@@ -102,3 +102,97 @@ fn merge_into_writes_the_order_with_a_clock_after_every_source() {
         Err(Error::StreamNotFound { .. })
     ));
 }
+
+/// Regression (issue 10): a merge that failed partway (a source whose
+/// clock sat above 2^62, which `append_observed` accepted but the merge
+/// then refused) left 3 records in the target, and a retry 6. A merge is
+/// all or nothing, and the Lamport bound is one rule: what
+/// `append_observed` accepts, a merge and `insert_op` accept too.
+#[test]
+fn merge_into_writes_all_or_nothing_and_accepts_every_clock_append_observed_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let (a, b) = (store.stream("a").unwrap(), store.stream("b").unwrap());
+    fill(&a, 0..3, Durability::Buffered);
+    fill(&b, 0..3, Durability::Buffered);
+    // A clock pushed past 2^62 by what a caller observed.
+    let high = a
+        .append_observed(payload(3), (1 << 62) + 5, Durability::Sync)
+        .unwrap();
+    a.append(payload(4), Durability::Sync).unwrap();
+    assert_eq!(store.merge_into(&["a", "b"], "t").unwrap(), 8);
+    let t = store.stream("t").unwrap();
+    assert_eq!(t.last_lamport(), high.lamport + 2);
+    let op = lamplog::op::OpLog::new(store.stream("ops").unwrap());
+    let mut new = lamplog::op::NewOp::new("actor", "d", "{}").unwrap();
+    new.observed_lamport = high.lamport + 1;
+    let entry = op.append_op(new, Durability::Sync).unwrap();
+    let copy = lamplog::op::OpLog::new(store.stream("copy").unwrap());
+    assert!(copy.insert_op(&entry, Durability::Sync).unwrap().inserted);
+
+    // The end of the clock: b's last record holds the largest Lamport a
+    // record may hold, which nothing can be stamped after.
+    let end = b
+        .append_observed(
+            payload(5),
+            lamplog::format::LAMPORT_MAX - 1,
+            Durability::Sync,
+        )
+        .unwrap();
+    assert_eq!(end.lamport, lamplog::format::LAMPORT_MAX);
+    assert!(matches!(
+        b.append(payload(6), Durability::Sync),
+        Err(Error::LamportOutOfRange { .. })
+    ));
+    for _retry in 0..2 {
+        assert!(matches!(
+            store.merge_into(&["a", "b"], "u"),
+            Err(Error::LamportOutOfRange { .. })
+        ));
+        assert_eq!(store.stream("u").unwrap().last_seq(), 0, "nothing written");
+    }
+    assert!(matches!(
+        b.append_observed(payload(6), end.lamport, Durability::Sync),
+        Err(Error::LamportOutOfRange { .. })
+    ));
+    assert_eq!(b.last_seq(), 4);
+}
+
+/// A merge larger than a segment is written in several atomic batches, in
+/// merge order; one that a target's lower `record_bytes_max` refuses
+/// writes nothing.
+#[test]
+fn a_merge_larger_than_a_segment_and_one_the_target_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_opts());
+        let (a, b) = (store.stream("a").unwrap(), store.stream("b").unwrap());
+        fill(&a, 0..1500, Durability::Buffered);
+        fill(&b, 1500..3000, Durability::Buffered);
+        b.append(
+            format!(r#"{{"pad":"{}"}}"#, "x".repeat(3000)),
+            Durability::Sync,
+        )
+        .unwrap();
+        let order: Vec<Vec<u8>> = store
+            .merge(&["a", "b"])
+            .unwrap()
+            .map(|m| m.unwrap().record.payload().to_vec())
+            .collect();
+        assert_eq!(store.merge_into(&["a", "b"], "t").unwrap(), 3001);
+        let t = store.stream("t").unwrap();
+        let written: Vec<Vec<u8>> = read_all(&t).iter().map(|r| r.payload().to_vec()).collect();
+        assert_eq!(written, order);
+        assert!(segments(dir.path(), "t").len() > 3);
+    }
+    let lower = lamplog::Options {
+        record_bytes_max: 1024,
+        ..small_opts()
+    };
+    let store = open(dir.path(), lower);
+    assert!(matches!(
+        store.merge_into(&["a", "b"], "u"),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    assert_eq!(store.stream("u").unwrap().last_seq(), 0);
+}
