@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::checkpoint::Checkpoint;
 use crate::error::{io_err, Result};
+use crate::op_ids::ids_file_name;
 use crate::segment::{index_file_name, segment_file_name};
 use crate::stream::Stream;
 
@@ -98,6 +99,9 @@ impl Stream {
         };
         let live_from_seq = segments[moving.len()].header.first_seq;
         debug_assert!(last_moving.header.first_seq < live_from_seq);
+        for segment in &moving {
+            crate::op_ids::persist_before_archive(self, segment)?;
+        }
         let backend = self.backend();
         write_marker(&**backend, self.dir(), live_from_seq)?;
         backend
@@ -105,7 +109,14 @@ impl Stream {
             .map_err(io_err("create", &dir))?;
         for segment in &moving {
             let first = segment.header.first_seq;
-            for name in [segment_file_name(first), index_file_name(first)] {
+            // The segment last: a crash part way leaves its derived files
+            // either beside it or already in the archive, never orphaned
+            // beside a segment that moved.
+            for name in [
+                ids_file_name(first),
+                index_file_name(first),
+                segment_file_name(first),
+            ] {
                 let from = self.dir().join(&name);
                 match backend.rename(&from, &dir.join(&name)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
