@@ -75,6 +75,19 @@ fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
             max: record_bytes_max,
         });
     }
+    // JSON text is UTF-8 (RFC 8259), and serde_json does not check the
+    // strings it skips: check the whole payload first.
+    if let Err(e) = std::str::from_utf8(payload) {
+        let before = &payload[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = before.len() - line_start + 1;
+        return Err(Error::InvalidJson {
+            line,
+            column,
+            message: format!("invalid UTF-8 at line {line} column {column}"),
+        });
+    }
     serde_json::from_slice::<serde::de::IgnoredAny>(payload)
         .map(|_| ())
         .map_err(|e| Error::InvalidJson {

@@ -234,3 +234,67 @@ fn fsck_reports_damage_with_segment_and_offset() {
         stderr(&out)
     );
 }
+
+/// Regression (issue 10): `lamplog append ... | head -1` exited 0 after
+/// storing 4,096 of 200,000 lines: the broken stdout pipe stopped the
+/// ingest and was taken for success. Every line is stored whatever happens
+/// to stdout; only the acknowledgements stop.
+#[test]
+fn append_into_a_reader_that_stops_early_still_stores_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let lines = 200_000;
+    let input: String = (0..lines).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog"))
+        .args(["append", d, "s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    // Like `head -1`: read one acknowledgement, then close the pipe.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first.trim(), r#"{"seq":1,"lamport":1}"#);
+    writer.join().unwrap().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("all {lines} records were stored")));
+    let store = lamplog::Store::open(dir.path(), lamplog::Options::read_only()).unwrap();
+    assert_eq!(store.stream("s").unwrap().last_seq(), lines);
+}
+
+/// Regression (issue 10): invalid UTF-8 on stdin line 2 exited 1 (input
+/// errors are 2) without a line number, and line 1 was stored but never
+/// acknowledged, so a retry duplicated it.
+#[test]
+fn invalid_utf8_is_an_input_error_naming_its_line_after_every_earlier_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog"))
+        .args(["append", d, "s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"a\":1}\n\"caf\xe9\"\n{\"b\":2}\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "{\"seq\":1,\"lamport\":1}\n");
+    let err = stderr(&out);
+    assert!(err.contains("stdin line 2"), "{err}");
+    assert!(err.contains("1 records before it stored"), "{err}");
+    let out = lamplog(&["read", d, "s"], "");
+    assert_eq!(stdout(&out).lines().count(), 1);
+}

@@ -59,6 +59,11 @@ fn invalid_json_and_oversize_records_are_rejected_and_nothing_is_written() {
         b"\"unterminated",
         b"{\"a\":1}\n{\"b\":2}",
         b"\xff\xfe",
+        // Regression (issue 10): invalid UTF-8 inside a string was stored
+        // (serde_json does not check the strings it skips).
+        b"\"caf\xe9\"",
+        b"{\"k\xc3\":1}",
+        b"[\"\xed\xa0\x80\"]",
     ] {
         match stream.append(bad, Durability::Sync) {
             Err(Error::InvalidJson {

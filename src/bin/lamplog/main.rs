@@ -156,10 +156,17 @@ impl From<Error> for Failure {
     }
 }
 
+/// The code of a failure to write to a stdout whose reader went away.
+const PIPE_CLOSED: u8 = 141;
+
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Failure {
+        let code = match e.kind() {
+            io::ErrorKind::BrokenPipe => PIPE_CLOSED,
+            _ => 1,
+        };
         Failure {
-            code: 1,
+            code,
             message: e.to_string(),
         }
     }
@@ -229,8 +236,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // A closed stdout (`lamplog read ... | head`) is not an error.
-        Err(f) if f.message.contains("Broken pipe") => ExitCode::SUCCESS,
+        // A reader of `lamplog read` that stops early (`| head`) is not an error.
+        Err(f) if f.code == PIPE_CLOSED => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("lamplog: {}", f.message);
             ExitCode::from(f.code)
@@ -259,57 +266,100 @@ fn append(dir: &Path, stream_name: &str, durability: DurabilityArg) -> Result<()
     let store = Store::open(dir, Options::default())?;
     report_cuts(&store);
     let stream = store.stream(stream_name)?;
-    let mut stdin = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
-    let mut out = BufWriter::new(io::stdout().lock());
-    // Records are written as they arrive and synced once per burst of input
-    // that is already buffered: one fdatasync covers them all, and each is
-    // acknowledged only after it.
-    let mut unsynced = Vec::new();
-    let ack = |stream: &lamplog::Stream,
-               unsynced: &mut Vec<lamplog::Appended>,
-               out: &mut BufWriter<_>|
-     -> Result<(), Failure> {
-        if unsynced.is_empty() {
-            return Ok(());
-        }
-        if matches!(durability, DurabilityArg::Sync) {
-            stream.sync()?;
-        }
-        for a in unsynced.drain(..) {
-            writeln!(out, r#"{{"seq":{},"lamport":{}}}"#, a.seq, a.lamport)?;
-        }
-        out.flush()?;
-        Ok(())
+    let mut acks = Acks {
+        stream: &stream,
+        sync: matches!(durability, DurabilityArg::Sync),
+        unsynced: Vec::new(),
+        out: Some(BufWriter::new(io::stdout().lock())),
+        stored: 0,
     };
-    let mut line = String::new();
+    let mut stdin = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
+    let mut line = Vec::new();
     let mut line_no = 0u64;
-    loop {
+    // Every line is read and stored, whatever happens to stdout: a reader
+    // that stops early (`| head -1`) loses its acknowledgements, not input.
+    // On a bad line, everything stored before it is acknowledged first, so
+    // that a retry from the bad line duplicates nothing.
+    let failure = loop {
         line.clear();
-        if stdin.read_line(&mut line)? == 0 {
-            break;
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => break None,
+            Ok(_) => line_no += 1,
+            Err(e) => break Some((1, format!("stdin line {}: {e}", line_no + 1))),
         }
-        line_no += 1;
-        if line.trim().is_empty() {
+        let record = line.strip_suffix(b"\n").unwrap_or(&line);
+        let record = record.strip_suffix(b"\r").unwrap_or(record);
+        if record.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match stream.append(line.trim_end_matches(['\n', '\r']), Durability::Buffered) {
-            Ok(a) => unsynced.push(a),
-            Err(e @ (Error::InvalidJson { .. } | Error::RecordTooLarge { .. })) => {
-                ack(&stream, &mut unsynced, &mut out)?;
-                return Err(Failure {
-                    code: 2,
-                    message: format!("stdin line {line_no}: {e}"),
-                });
+        match stream.append(record, Durability::Buffered) {
+            Ok(a) => acks.unsynced.push(a),
+            Err(e) => {
+                let f = Failure::from(e);
+                break Some((f.code, format!("stdin line {line_no}: {}", f.message)));
             }
-            Err(e) => return Err(e.into()),
         }
-        if stdin.buffer().is_empty() || unsynced.len() >= 4096 {
-            ack(&stream, &mut unsynced, &mut out)?;
+        if stdin.buffer().is_empty() || acks.unsynced.len() >= 4096 {
+            acks.flush()?;
+        }
+    };
+    acks.flush()?;
+    let stored = acks.stored;
+    let acknowledged = acks.out.is_some();
+    drop(acks);
+    store.close()?;
+    if !acknowledged {
+        eprintln!(
+            "lamplog: stdout was closed; all {stored} records were stored, \
+             acknowledgements stopped early"
+        );
+    }
+    match failure {
+        None => Ok(()),
+        Some((code, message)) => Err(Failure {
+            code,
+            message: format!("{message} ({stored} records before it stored and acknowledged)"),
+        }),
+    }
+}
+
+/// The acknowledgements of `append`: records are synced (for `--durability
+/// sync`) and acknowledged in bursts. Once stdout is closed, records are
+/// still synced and counted, no longer printed.
+struct Acks<'a, W: Write> {
+    stream: &'a lamplog::Stream,
+    sync: bool,
+    unsynced: Vec<lamplog::Appended>,
+    out: Option<W>,
+    stored: u64,
+}
+
+impl<W: Write> Acks<'_, W> {
+    fn flush(&mut self) -> Result<(), Failure> {
+        if self.unsynced.is_empty() {
+            return Ok(());
+        }
+        if self.sync {
+            self.stream.sync()?;
+        }
+        self.stored += self.unsynced.len() as u64;
+        let Some(out) = &mut self.out else {
+            self.unsynced.clear();
+            return Ok(());
+        };
+        let printed = self
+            .unsynced
+            .drain(..)
+            .try_for_each(|a| writeln!(out, r#"{{"seq":{},"lamport":{}}}"#, a.seq, a.lamport));
+        match printed.and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.out = None;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
-    ack(&stream, &mut unsynced, &mut out)?;
-    store.close()?;
-    Ok(())
 }
 
 fn fsck(dir: &Path) -> Result<(), Failure> {
