@@ -18,8 +18,7 @@ use crate::op_ids::ids_file_name;
 use crate::segment::{index_file_name, segment_file_name};
 use crate::stream::Stream;
 
-/// The folder archived segments are moved into, in the stream's folder.
-pub const ARCHIVE_DIR: &str = "archive";
+pub use crate::segment::ARCHIVE_DIR;
 const MARKER_FILE: &str = "archive.json";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -104,6 +103,9 @@ impl Stream {
         }
         let backend = self.backend();
         write_marker(&**backend, self.dir(), live_from_seq)?;
+        // Readers learn that the segments left before their files move: one
+        // whose view the cache dropped then says Archived, not NotFound.
+        self.segments().drop_before(live_from_seq);
         backend
             .create_dir_all(&dir)
             .map_err(io_err("create", &dir))?;
@@ -132,7 +134,6 @@ impl Stream {
         backend
             .sync_dir(self.dir())
             .map_err(io_err("fsync directory", self.dir()))?;
-        self.segments().drop_before(live_from_seq);
         Ok(Archived {
             segments: moving.len(),
             live_from_seq,

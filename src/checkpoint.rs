@@ -192,7 +192,7 @@ impl Stream {
         };
         if let Some(latest) = &latest {
             derived.remember(latest);
-            if self.log().is_ok() {
+            if self.is_writable() {
                 derived.write_latest(&**self.backend(), self.dir());
             }
         }

@@ -32,6 +32,7 @@ mod engine;
 mod error;
 mod frame;
 mod index;
+mod map_cache;
 mod merge;
 mod name;
 pub mod op;

@@ -161,7 +161,7 @@ impl OpIds {
     /// Write `.ids` for sealed segments that have none (best effort: it is
     /// derived data, rebuilt by parsing when missing).
     fn persist_sealed(&mut self, stream: &Stream, segments: &[std::sync::Arc<Segment>]) {
-        if stream.log().is_err() {
+        if !stream.is_writable() {
             return;
         }
         for (i, segment) in segments.iter().enumerate() {

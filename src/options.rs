@@ -88,6 +88,13 @@ pub struct Options {
     pub io_backend: IoBackend,
     /// What a sync of many files at once writes back.
     pub sync_scope: SyncScope,
+    /// Most segments whose map the store keeps for readers; the least
+    /// recently used beyond it are unmapped and mapped again when next
+    /// read. Every map counts against the kernel's `vm.max_map_count`
+    /// (65,530 by default), which a store of many segments would otherwise
+    /// exhaust. No segment holds a file descriptor unless its stream is
+    /// being written (two per stream written since open).
+    pub open_segments_max: usize,
     /// What open does with damaged durable data.
     pub recovery: RecoveryMode,
     /// Open without the writer lock; appends fail with [`Error::ReadOnly`] and
@@ -108,6 +115,7 @@ impl Default for Options {
             sync_interval_us: 100_000,
             io_backend: IoBackend::default(),
             sync_scope: SyncScope::Files,
+            open_segments_max: 4096,
             recovery: RecoveryMode::Strict,
             read_only: false,
         }
@@ -155,6 +163,7 @@ impl Options {
             ("batch_bytes_max", self.batch_bytes_max),
             ("sync_interval_us", self.sync_interval_us),
             ("index_interval_bytes", self.index_interval_bytes),
+            ("open_segments_max", self.open_segments_max as u64),
         ] {
             if value == 0 {
                 return invalid(format!("{name} must be at least 1"));

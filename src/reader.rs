@@ -193,6 +193,14 @@ impl Iter {
         self.failure.is_none() && self.next_seq > self.last_seq
     }
 
+    /// A segment whose view the cache dropped is mapped again from its
+    /// file; if archiving moved the file out meanwhile, the records are
+    /// archived, not damaged.
+    fn archived_meanwhile(&self, segment: &Segment) -> Option<crate::error::Error> {
+        let live = self.segments.first_seq() <= segment.header.first_seq;
+        (!live).then(|| self.segments.archived(self.next_seq))
+    }
+
     /// The live segment after the one just read must start at the next
     /// seq. If it starts later, the segments between left the live log
     /// while this iterator was reading (archived): say so, never skip.
@@ -234,7 +242,9 @@ impl Iter {
                 let sealed = segment.is_sealed();
                 self.end = segment.end();
                 if self.offset < self.end {
-                    self.bytes = segment.bytes(self.end)?;
+                    self.bytes = segment
+                        .bytes(self.end)
+                        .map_err(|e| self.archived_meanwhile(&segment).unwrap_or(e))?;
                     continue;
                 }
                 self.segment = None;

@@ -17,6 +17,7 @@ use crate::backend::{Backend, BackendFile, OpenMode};
 use crate::error::{io_err, CorruptionKind, Error, Result};
 use crate::frame;
 use crate::index::{self, IndexEntry, ParsedIndex, Seal, SparseIndex};
+use crate::map_cache::MapCache;
 use crate::options::{Options, RecoveryMode};
 use crate::quarantine::{self, Cut, CutReason};
 use crate::scan::{durable_after, scan, Cursor};
@@ -67,6 +68,7 @@ enum Opened {
 
 struct Recovery<'a> {
     backend: &'a dyn Backend,
+    cache: &'a Arc<MapCache>,
     dir: &'a Path,
     stream: &'a str,
     opts: &'a Options,
@@ -85,14 +87,15 @@ const TAIL_READINGS_MAX: usize = 8;
 
 /// Open and check every segment of the stream in `dir`.
 pub(crate) fn recover_stream(
-    backend: &dyn Backend,
+    cache: &Arc<MapCache>,
     dir: &Path,
     stream: &str,
     opts: &Options,
 ) -> Result<Recovered> {
     for _ in 0..READ_ONLY_ATTEMPTS {
         let mut r = Recovery {
-            backend,
+            backend: &**cache.backend(),
+            cache,
             dir,
             stream,
             opts,
@@ -259,20 +262,9 @@ impl Recovery<'_> {
     /// A sealed segment whose successor was cut (an interrupted creation, a
     /// repair) is the tail again: it was synced whole, so writing resumes at
     /// its end.
-    fn finish(&mut self, mut segments: Vec<Arc<Segment>>) -> Result<Recovered> {
-        if let Some(last) = segments
-            .last_mut()
-            .filter(|s| s.is_sealed() && self.writable())
-        {
-            let file = self.open_file(&last.path)?;
-            let index = last.index.read().clone();
-            *last = Arc::new(Segment::open(
-                last.path.clone(),
-                last.header.clone(),
-                file,
-                last.published(),
-                index,
-            ));
+    fn finish(&mut self, segments: Vec<Arc<Segment>>) -> Result<Recovered> {
+        if let Some(last) = segments.last().filter(|_| self.writable()) {
+            last.unseal();
         }
         Ok(Recovered {
             segments,
@@ -399,13 +391,16 @@ impl Recovery<'_> {
             }
         };
         if !is_last {
-            return Ok(Opened::Segment(Arc::new(Segment::sealed(
+            let segment = Segment::recovered(
                 path.into(),
                 header,
                 bytes,
                 published,
                 sparse,
-            ))));
+                self.cache.clone(),
+            );
+            segment.seal();
+            return Ok(Opened::Segment(Arc::new(segment)));
         }
         match torn {
             Some(len) => {
@@ -418,12 +413,15 @@ impl Recovery<'_> {
         if self.writable() {
             file.sync_data().map_err(io_err("fdatasync", path))?;
         }
-        Ok(Opened::Segment(Arc::new(Segment::open(
+        // The tail holds no descriptor: a writer opens its own when it
+        // first writes, and readers map through the cache.
+        Ok(Opened::Segment(Arc::new(Segment::recovered(
             path.into(),
             header,
-            file,
+            Bytes::new(),
             published,
             sparse,
+            self.cache.clone(),
         ))))
     }
 
@@ -658,12 +656,13 @@ impl Recovery<'_> {
         };
         let keep_len = bytes.len() as u64 - damage.offset;
         self.cut_tail(path, &*file, bytes, damage.offset, keep_len, reason)?;
-        Ok(Some(Arc::new(Segment::open(
+        Ok(Some(Arc::new(Segment::recovered(
             path.into(),
             header,
-            file,
+            Bytes::new(),
             published,
             sparse,
+            self.cache.clone(),
         ))))
     }
 

@@ -32,10 +32,14 @@ use crate::backend::BackendFile;
 use crate::error::{io_err, CorruptionKind, Error, Result};
 use crate::frame::{self, Frame, FrameError};
 use crate::index::SparseIndex;
+use crate::map_cache::{MapCache, View};
 use crate::name::NAME_LEN_MAX;
 
 /// Magic number at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LAMPSEG\n";
+/// The folder, beside a stream's segments, that archived segments move to.
+pub const ARCHIVE_DIR: &str = "archive";
+
 /// The segment format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -185,8 +189,9 @@ pub(crate) struct Published {
 pub(crate) struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
-    /// Open while the segment may grow; a sealed segment needs only its map,
-    /// so a store holds one descriptor per stream, not per segment.
+    /// The writer's descriptor, while the writer writes this segment. No
+    /// other segment holds one: a store's descriptors grow with the streams
+    /// being written, not with streams or segments (map_cache.rs).
     file: Mutex<Option<Arc<dyn BackendFile>>>,
     /// Bytes `[0, end)` hold whole, verified records.
     end: AtomicU64,
@@ -194,59 +199,65 @@ pub(crate) struct Segment {
     /// The writer's last publication (under a lock: it is several fields).
     published: Mutex<Published>,
     /// A view of the records published so far (it may be older than the
-    /// latest publication; `bytes` maps again when a reader needs more).
-    view: Mutex<Bytes>,
+    /// latest publication, or dropped by the cache; `bytes` maps again when
+    /// a reader needs more).
+    view: Arc<View>,
+    cache: Arc<MapCache>,
     pub index: RwLock<SparseIndex>,
 }
 
 impl Segment {
-    /// A segment that may still grow, written through `file`.
-    pub fn open(
+    /// A segment the writer writes through `file`.
+    pub fn writing(
         path: PathBuf,
         header: SegmentHeader,
         file: Arc<dyn BackendFile>,
         published: Published,
         index: SparseIndex,
+        cache: Arc<MapCache>,
     ) -> Segment {
-        Segment::new(path, header, Some(file), Bytes::new(), published, index)
-    }
-
-    /// A complete segment whose records are all in `bytes`.
-    pub fn sealed(
-        path: PathBuf,
-        header: SegmentHeader,
-        bytes: Bytes,
-        published: Published,
-        index: SparseIndex,
-    ) -> Segment {
-        let segment = Segment::new(path, header, None, bytes, published, index);
-        segment.sealed.store(true, Ordering::Release);
+        let segment = Segment::recovered(path, header, Bytes::new(), published, index, cache);
+        *segment.file.lock() = Some(file);
         segment
     }
 
-    fn new(
+    /// A segment recovery checked, whose records are all in `bytes`
+    /// (sealed, or the tail, which a writer may resume later).
+    pub fn recovered(
         path: PathBuf,
         header: SegmentHeader,
-        file: Option<Arc<dyn BackendFile>>,
         bytes: Bytes,
         published: Published,
         index: SparseIndex,
+        cache: Arc<MapCache>,
     ) -> Segment {
+        let view = Arc::new(View::default());
+        let kept = !bytes.is_empty();
+        *view.bytes.lock() = bytes;
+        if kept {
+            cache.touch(&view);
+        }
         Segment {
             path,
             header,
-            file: Mutex::new(file),
+            file: Mutex::new(None),
             end: AtomicU64::new(published.end),
             sealed: AtomicBool::new(false),
             published: Mutex::new(published),
-            view: Mutex::new(bytes),
+            view,
+            cache,
             index: RwLock::new(index),
         }
     }
 
-    /// The file, while the segment may grow.
-    pub fn file(&self) -> Option<Arc<dyn BackendFile>> {
-        self.file.lock().clone()
+    /// The writer resumes writing this segment through `file`.
+    pub fn attach(&self, file: Arc<dyn BackendFile>) {
+        *self.file.lock() = Some(file);
+    }
+
+    /// No writer writes this segment for now: its descriptor is closed.
+    pub fn detach(&self) {
+        *self.file.lock() = None;
     }
 
     /// End of the bytes readers may read.
@@ -268,13 +279,17 @@ impl Segment {
         self.sealed.load(Ordering::Acquire)
     }
 
-    /// Mark the segment complete: no record will be added. Its file is
-    /// closed once a view of all its records is mapped.
+    /// Mark the segment complete: no record will be added, and the
+    /// writer's descriptor is closed.
     pub fn seal(&self) {
-        if self.bytes(self.end()).is_ok() {
-            *self.file.lock() = None;
-        }
+        *self.file.lock() = None;
         self.sealed.store(true, Ordering::Release);
+    }
+
+    /// The segment is the stream's tail again (its successor was cut):
+    /// records may be added.
+    pub fn unseal(&self) {
+        self.sealed.store(false, Ordering::Release);
     }
 
     /// The segment's bytes, covering at least `[0, end)`; `end` must be
@@ -282,17 +297,37 @@ impl Segment {
     /// preallocated space after it: the writer goes on writing there, and
     /// no byte inside a map may change while it is mapped (docs/UNSAFE.md).
     pub fn bytes(&self, end: u64) -> Result<Bytes> {
-        let mut view = self.view.lock();
-        if (view.len() as u64) < end {
-            let file = self.file.lock().clone();
-            let file = file.ok_or_else(|| {
-                io_err("map", &self.path)(std::io::ErrorKind::UnexpectedEof.into())
-            })?;
-            let published = self.end();
-            debug_assert!(end <= published, "a view past the published end");
-            *view = file.map(published).map_err(io_err("mmap", &self.path))?;
+        let bytes = {
+            let mut view = self.view.bytes.lock();
+            if (view.len() as u64) < end {
+                let published = self.end();
+                debug_assert!(end <= published, "a view past the published end");
+                let file = self.file.lock().clone();
+                *view = match file {
+                    Some(file) => file.map(published),
+                    None => self.map_from_path(published),
+                }
+                .map_err(io_err("map", &self.path))?;
+            }
+            view.clone()
+        };
+        self.cache.touch(&self.view);
+        Ok(bytes)
+    }
+
+    /// Map the segment through its path. A writer (in this process or
+    /// another) may have archived it since it was opened: its bytes are
+    /// the same in the archive folder.
+    fn map_from_path(&self, len: u64) -> std::io::Result<Bytes> {
+        match self.cache.map_path(&self.path, len) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+                    return Err(e);
+                };
+                self.cache.map_path(&dir.join(ARCHIVE_DIR).join(name), len)
+            }
+            other => other,
         }
-        Ok(view.clone())
     }
 
     /// Decode the frame at `offset` of `bytes` (a view of this segment).

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use crate::backend::{Backend, SharedLock, StdBackend};
 use crate::error::{io_err, Error, Result};
+use crate::map_cache::MapCache;
 use crate::merge::Merge;
 use crate::name;
 use crate::options::Options;
@@ -72,6 +73,8 @@ pub struct Store {
 struct StoreInner {
     dir: PathBuf,
     opts: Options,
+    /// The segment maps every stream shares (map_cache.rs).
+    cache: Arc<MapCache>,
     backend: Arc<dyn Backend>,
     /// The syncer thread and the writer lock; `None` for a read-only store.
     writing: Option<(Arc<Syncer>, Arc<SharedLock>)>,
@@ -168,11 +171,12 @@ impl Store {
             Err(e) if opts.read_only && e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_err("list", &streams_dir)(e)),
         };
+        let cache = MapCache::new(backend.clone(), opts.open_segments_max);
         let mut report = RecoveryReport::default();
         let mut streams = BTreeMap::new();
         for stream_name in names.into_iter().filter(|n| name::validate(n).is_ok()) {
             let stream_dir = streams_dir.join(&stream_name);
-            let recovered = match recover_stream(&*backend, &stream_dir, &stream_name, &opts) {
+            let recovered = match recover_stream(&cache, &stream_dir, &stream_name, &opts) {
                 Ok(recovered) => recovered,
                 // A stray file among the stream folders is not a stream.
                 Err(Error::Io { source, .. })
@@ -186,7 +190,7 @@ impl Store {
             report.indexes_rebuilt += recovered.indexes_rebuilt;
             report.cuts.extend(recovered.cuts.iter().cloned());
             let stream = Stream::open(
-                backend.clone(),
+                &cache,
                 &stream_name,
                 stream_dir,
                 &opts,
@@ -199,6 +203,7 @@ impl Store {
             inner: Arc::new(StoreInner {
                 dir,
                 opts,
+                cache,
                 backend,
                 writing,
                 streams: Mutex::new(streams),
@@ -269,9 +274,14 @@ impl Store {
             .sync_dir(&streams_dir)
             .map_err(io_err("fsync directory", &streams_dir))?;
         // The folder may hold files from an earlier, interrupted creation.
-        let recovered = recover_stream(&**backend, &stream_dir, stream_name, &self.inner.opts)?;
+        let recovered = recover_stream(
+            &self.inner.cache,
+            &stream_dir,
+            stream_name,
+            &self.inner.opts,
+        )?;
         Stream::open(
-            backend.clone(),
+            &self.inner.cache,
             stream_name,
             stream_dir,
             &self.inner.opts,

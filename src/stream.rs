@@ -2,18 +2,20 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::backend::{Backend, SharedLock};
 use crate::commit::StreamLog;
 use crate::error::{Error, Result};
+use crate::map_cache::MapCache;
 use crate::options::{Durability, Options};
 use crate::reader::{From, Iter, Record};
 use crate::recovery::Recovered;
 use crate::segment::SegmentList;
 use crate::subscribe::Subscription;
 use crate::syncer::Syncer;
-use crate::writer::{Appended, Encoder, SegmentIo, WriterLimits};
+use crate::writer::{create_first_segment, Appended, Encoder, SegmentIo, WriterLimits};
 
 /// A handle to one stream of a [`Store`](crate::Store).
 ///
@@ -40,10 +42,18 @@ struct StreamInner {
     op_ids: parking_lot::Mutex<Option<crate::op_ids::OpIds>>,
 }
 
+/// The write side of a stream, opened on its first write: a stream that is
+/// never written holds no descriptor, so a store of tens of thousands of
+/// streams opens under a small descriptor limit.
 struct Writer {
-    log: Arc<StreamLog>,
+    log: OnceLock<Arc<StreamLog>>,
+    /// Held while the log is built, and by `close`.
+    opening: parking_lot::Mutex<()>,
+    closed: AtomicBool,
+    cache: Arc<MapCache>,
+    limits: WriterLimits,
     /// Keeps the store's syncer running as long as any handle can write.
-    _syncer: Arc<Syncer>,
+    syncer: Arc<Syncer>,
     /// Keeps the store's writer lock as long as any handle can write
     /// (unless the store is closed, which releases it).
     _lock: Arc<SharedLock>,
@@ -52,8 +62,8 @@ struct Writer {
 impl Drop for StreamInner {
     fn drop(&mut self) {
         // Best effort: a caller who needs the outcome calls `Store::close`.
-        if let Some(writer) = &self.writer {
-            let _ = writer.log.close();
+        if let Some(log) = self.writer.as_ref().and_then(|w| w.log.get()) {
+            let _ = log.close();
         }
     }
 }
@@ -80,7 +90,10 @@ fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
     if let Err(e) = std::str::from_utf8(payload) {
         let before = &payload[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let column = before.len() - line_start + 1;
         return Err(Error::InvalidJson {
             line,
@@ -99,8 +112,9 @@ fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
 
 impl Stream {
     /// Wrap a recovered stream; `writing` is `None` for a read-only store.
+    /// A writable stream without segments (a new one) gets its first.
     pub(crate) fn open(
-        backend: Arc<dyn Backend>,
+        cache: &Arc<MapCache>,
         name: &str,
         dir: PathBuf,
         opts: &Options,
@@ -112,40 +126,23 @@ impl Stream {
             index_interval_bytes: opts.index_interval_bytes,
             batch_bytes_max: opts.batch_bytes_max,
         };
-        let tail = recovered.segments.last().cloned();
         let segments = Arc::new(SegmentList::new(
             name,
             dir.join(crate::archive::ARCHIVE_DIR),
             recovered.segments,
         ));
-        let writer = match writing {
-            None => None,
-            Some((syncer, lock)) => {
-                let io = match tail {
-                    Some(tail) => SegmentIo::resume(
-                        backend.clone(),
-                        dir.clone(),
-                        limits,
-                        segments.clone(),
-                        tail,
-                    )?,
-                    None => SegmentIo::create(
-                        backend.clone(),
-                        dir.clone(),
-                        name,
-                        limits,
-                        segments.clone(),
-                    )?,
-                };
-                let encoder = Encoder::new(limits, io.active());
-                let log = StreamLog::new(encoder, io, &syncer, limits);
-                Some(Writer {
-                    log,
-                    _syncer: syncer,
-                    _lock: lock,
-                })
-            }
-        };
+        if writing.is_some() && segments.last().is_none() {
+            segments.push(create_first_segment(cache, &dir, name, limits)?);
+        }
+        let writer = writing.map(|(syncer, lock)| Writer {
+            log: OnceLock::new(),
+            opening: parking_lot::Mutex::new(()),
+            closed: AtomicBool::new(false),
+            cache: cache.clone(),
+            limits,
+            syncer,
+            _lock: lock,
+        });
         Ok(Stream {
             inner: Arc::new(StreamInner {
                 name: name.to_string(),
@@ -153,7 +150,7 @@ impl Stream {
                 segments,
                 writer,
                 record_bytes_max: opts.record_bytes_max,
-                backend,
+                backend: cache.backend().clone(),
                 derived: parking_lot::Mutex::new(Default::default()),
                 op_ids: parking_lot::Mutex::new(None),
             }),
@@ -191,11 +188,41 @@ impl Stream {
     }
 
     pub(crate) fn log(&self) -> Result<&Arc<StreamLog>> {
+        let writer = self.inner.writer.as_ref().ok_or(Error::ReadOnly)?;
+        if let Some(log) = writer.log.get() {
+            return Ok(log);
+        }
+        let _opening = writer.opening.lock();
+        if let Some(log) = writer.log.get() {
+            return Ok(log);
+        }
+        if writer.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let tail = self
+            .inner
+            .segments
+            .last()
+            .expect("a writable stream has a segment from its creation on");
+        let io = SegmentIo::resume(
+            writer.cache.clone(),
+            self.inner.dir.clone(),
+            writer.limits,
+            self.inner.segments.clone(),
+            tail,
+        )?;
+        let encoder = Encoder::new(writer.limits, io.active());
+        let log = StreamLog::new(encoder, io, &writer.syncer, writer.limits);
+        Ok(writer.log.get_or_init(|| log))
+    }
+
+    /// Whether writes may go through this handle (a writable store, not
+    /// closed), without opening the writer.
+    pub(crate) fn is_writable(&self) -> bool {
         self.inner
             .writer
             .as_ref()
-            .map(|w| &w.log)
-            .ok_or(Error::ReadOnly)
+            .is_some_and(|w| !w.closed.load(Ordering::Acquire))
     }
 
     /// Append one JSON value.
@@ -301,22 +328,33 @@ impl Stream {
     /// [`Error::Closed`] (the store's `close` and the last handle's drop
     /// call this).
     pub(crate) fn close(&self) -> Result<()> {
-        match &self.inner.writer {
-            Some(writer) => writer.log.close(),
-            None => Ok(()),
-        }
+        let Some(writer) = &self.inner.writer else {
+            return Ok(());
+        };
+        let _opening = writer.opening.lock();
+        writer.closed.store(true, Ordering::Release);
+        writer.log.get().map_or(Ok(()), |log| log.close())
     }
 
     pub(crate) fn abandon(&self) {
         if let Some(writer) = &self.inner.writer {
-            writer.log.abandon();
+            let _opening = writer.opening.lock();
+            writer.closed.store(true, Ordering::Release);
+            if let Some(log) = writer.log.get() {
+                log.abandon();
+            }
         }
+    }
+
+    /// The write side, if this stream was written since it was opened.
+    fn opened_log(&self) -> Option<&Arc<StreamLog>> {
+        self.inner.writer.as_ref().and_then(|w| w.log.get())
     }
 
     /// Seq of the last record (0 for an empty stream).
     pub fn last_seq(&self) -> u64 {
-        match &self.inner.writer {
-            Some(writer) => writer.log.last_seq(),
+        match self.opened_log() {
+            Some(log) => log.last_seq(),
             None => self
                 .inner
                 .segments
@@ -327,8 +365,8 @@ impl Stream {
 
     /// Lamport timestamp of the last record (0 for an empty stream).
     pub fn last_lamport(&self) -> u64 {
-        match &self.inner.writer {
-            Some(writer) => writer.log.last_lamport(),
+        match self.opened_log() {
+            Some(log) => log.last_lamport(),
             None => self
                 .inner
                 .segments

@@ -12,12 +12,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendFile, OpenMode};
+use crate::backend::{BackendFile, OpenMode};
 use crate::checkpoint::Checkpoint;
 use crate::clock::now_us;
 use crate::error::{io_err, Error, Result};
 use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
 use crate::index::{self, Seal, SparseIndex, INDEX_HEADER_LEN};
+use crate::map_cache::MapCache;
 use crate::segment::{
     index_file_name, new_salt, segment_file_name, Published, Segment, SegmentHeader, SegmentList,
     SEGMENT_HEADER_LEN,
@@ -367,7 +368,7 @@ impl Encoder {
 /// The files of one stream: the active segment and its index.
 #[derive(Debug)]
 pub(crate) struct SegmentIo {
-    backend: Arc<dyn Backend>,
+    cache: Arc<MapCache>,
     dir: PathBuf,
     limits: WriterLimits,
     segments: Arc<SegmentList>,
@@ -384,16 +385,22 @@ pub(crate) struct SegmentIo {
 }
 
 impl SegmentIo {
-    /// Resume writing at the end of `active`, which recovery left whole and durable.
+    /// Resume writing at the end of `active`, which recovery (or the
+    /// stream's creation) left whole and durable. Opens the writer's two
+    /// descriptors: the segment and its index.
     pub fn resume(
-        backend: Arc<dyn Backend>,
+        cache: Arc<MapCache>,
         dir: PathBuf,
         limits: WriterLimits,
         segments: Arc<SegmentList>,
         active: Arc<Segment>,
     ) -> Result<SegmentIo> {
-        let file = active.file().expect("the tail segment is open for writing");
+        let backend = cache.backend().clone();
+        let file = backend
+            .open(&active.path, OpenMode::ReadWrite)
+            .map_err(io_err("open", &active.path))?;
         let allocated = file.len().map_err(io_err("stat", &active.path))?;
+        active.attach(file.clone());
         let index_path = dir.join(index_file_name(active.header.first_seq));
         let index_bytes = index::encode_file(
             &active.index.read(),
@@ -403,7 +410,7 @@ impl SegmentIo {
         );
         let index_file = index::write_file(&*backend, &index_path, &index_bytes);
         Ok(SegmentIo {
-            backend,
+            cache,
             dir,
             limits,
             segments,
@@ -416,27 +423,6 @@ impl SegmentIo {
             base: 0,
             sync_failed: false,
         })
-    }
-
-    /// Create the first segment of a new stream and write from it.
-    pub fn create(
-        backend: Arc<dyn Backend>,
-        dir: PathBuf,
-        stream: &str,
-        limits: WriterLimits,
-        segments: Arc<SegmentList>,
-    ) -> Result<SegmentIo> {
-        let header = SegmentHeader {
-            salt: new_salt(),
-            prev_crc: 0,
-            first_seq: 1,
-            first_lamport: 1,
-            created_us: now_us(),
-            stream: stream.to_string(),
-        };
-        let (active, _, _) = create_segment(&*backend, &dir, header, limits)?;
-        segments.push(active.clone());
-        Self::resume(backend, dir, limits, segments, active)
     }
 
     pub fn active(&self) -> &Arc<Segment> {
@@ -538,8 +524,7 @@ impl SegmentIo {
         // on disk: recovery treats any damage in a sealed segment as corruption.
         self.sync()?;
         let durable = (self.written_pos(), self.written.last_seq);
-        let (next, file, allocated) =
-            create_segment(&*self.backend, &self.dir, header, self.limits)?;
+        let (next, file, allocated) = create_segment(&self.cache, &self.dir, header, self.limits)?;
         let seal = Seal {
             last_seq: self.written.last_seq,
             last_lamport: self.written.last_lamport,
@@ -556,7 +541,7 @@ impl SegmentIo {
         let first_seq = next.header.first_seq;
         let index_path = self.dir.join(index_file_name(first_seq));
         let index_header = index::encode_header(next.header.salt, first_seq);
-        self.index_file = index::write_file(&*self.backend, &index_path, &index_header);
+        self.index_file = index::write_file(&**self.cache.backend(), &index_path, &index_header);
         self.index_len = INDEX_HEADER_LEN as u64;
         self.file = file;
         self.allocated = allocated;
@@ -570,11 +555,12 @@ impl SegmentIo {
 /// Create a segment file, make it and its directory entry durable, and
 /// return it ready for writing with its file and length.
 fn create_segment(
-    backend: &dyn Backend,
+    cache: &Arc<MapCache>,
     dir: &std::path::Path,
     header: SegmentHeader,
     limits: WriterLimits,
 ) -> Result<(Arc<Segment>, Arc<dyn BackendFile>, u64)> {
+    let backend = &**cache.backend();
     let path = dir.join(segment_file_name(header.first_seq));
     let file = backend
         .open(&path, OpenMode::CreateNew)
@@ -599,6 +585,35 @@ fn create_segment(
         last_crc: header.prev_crc,
     };
     let index = SparseIndex::new(limits.index_interval_bytes);
-    let segment = Arc::new(Segment::open(path, header, file.clone(), published, index));
+    let segment = Arc::new(Segment::writing(
+        path,
+        header,
+        file.clone(),
+        published,
+        index,
+        cache.clone(),
+    ));
     Ok((segment, file, initial))
+}
+
+/// Create the first segment of the new stream `stream` in `dir`, durably:
+/// once it exists, the stream does. Its descriptor is closed; the writer
+/// opens its own when it first writes.
+pub(crate) fn create_first_segment(
+    cache: &Arc<MapCache>,
+    dir: &std::path::Path,
+    stream: &str,
+    limits: WriterLimits,
+) -> Result<Arc<Segment>> {
+    let header = SegmentHeader {
+        salt: new_salt(),
+        prev_crc: 0,
+        first_seq: 1,
+        first_lamport: 1,
+        created_us: now_us(),
+        stream: stream.to_string(),
+    };
+    let (segment, _, _) = create_segment(cache, dir, header, limits)?;
+    segment.detach();
+    Ok(segment)
 }

@@ -20,7 +20,7 @@ use crate::frame::frame_len;
 use crate::options::{IoBackend, SyncScope};
 use crate::segment::{SegmentList, SEGMENT_HEADER_LEN};
 use crate::sync::Arc;
-use crate::writer::{Encoder, SegmentIo, WriterLimits};
+use crate::writer::{create_first_segment, Encoder, SegmentIo, WriterLimits};
 
 /// A file in memory. Its bytes are behind a loom mutex, so that every
 /// access to them is a point where loom may switch threads: a write is
@@ -170,8 +170,12 @@ fn stream_on(
     let disk = std::sync::Arc::new(MemDisk::default());
     let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(disk.clone());
     let segments = std::sync::Arc::new(SegmentList::default());
-    let io = SegmentIo::create(backend, PathBuf::from(name), name, limits, segments.clone())
-        .expect("in-memory create");
+    let cache = crate::map_cache::MapCache::new(backend, 64);
+    let dir = PathBuf::from(name);
+    let first = create_first_segment(&cache, &dir, name, limits).expect("in-memory create");
+    segments.push(first.clone());
+    let io =
+        SegmentIo::resume(cache, dir, limits, segments.clone(), first).expect("in-memory resume");
     let encoder = Encoder::new(limits, io.active());
     let log = StreamLog::new(encoder, io, syncer, limits);
     (disk, log, segments)
@@ -292,15 +296,14 @@ fn readers_see_a_contiguous_prefix_while_the_writer_rolls() {
     static SEEN: StdMutex<Vec<u64>> = StdMutex::new(Vec::new());
     model(move || {
         let (_, log, syncer, segments) = stream_with(limits);
-        let max = limits.segment_bytes_max as usize;
         let reader = {
             let (log, segments) = (log.clone(), segments.clone());
             loom::thread::spawn(move || {
-                let mut tail = Iter::new(segments.clone(), max, 0, From::Start);
+                let mut tail = Iter::new(segments.clone(), 0, From::Start);
                 let mut tailed = 0;
                 for _ in 0..2 {
                     let last = log.last_seq();
-                    let read: Vec<u64> = Iter::new(segments.clone(), max, last, From::Start)
+                    let read: Vec<u64> = Iter::new(segments.clone(), last, From::Start)
                         .map(|r| {
                             let r = r.expect("a published record reads back");
                             assert_eq!(r.payload(), PAYLOAD);
@@ -309,7 +312,7 @@ fn readers_see_a_contiguous_prefix_while_the_writer_rolls() {
                         .collect();
                     assert_eq!(read, (1..=last).collect::<Vec<_>>(), "last_seq {last}");
                     // A seek finds the segment that holds the record.
-                    let mut seek = Iter::new(segments.clone(), max, last, From::Seq(last));
+                    let mut seek = Iter::new(segments.clone(), last, From::Seq(last));
                     if last > 0 {
                         assert_eq!(seek.next().expect("the record").expect("reads").seq(), last);
                     }
