@@ -34,6 +34,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Delete a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Delete an empty directory. Backends that cannot may leave it: an
+    /// empty stream folder is never taken for a stream.
+    fn remove_dir(&self, _path: &Path) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Make a directory's entries durable (creations, renames, removals).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Take an exclusive lock on `path`, creating it; `Ok(None)` if another
@@ -181,7 +186,17 @@ impl Backend for StdBackend {
             OpenMode::ReadWrite => options.read(true).write(true),
             OpenMode::CreateNew => options.read(true).write(true).create_new(true),
         };
-        Ok(Arc::new(StdFile(options.open(path)?)))
+        // A directory (or a device) under a file's name is not one of ours:
+        // say so here, not with a puzzling failure to map it later.
+        let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        let file = options.open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::IsADirectory => not_regular(),
+            _ => e,
+        })?;
+        if !file.metadata()?.is_file() {
+            return Err(not_regular());
+        }
+        Ok(Arc::new(StdFile(file)))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -190,6 +205,10 @@ impl Backend for StdBackend {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

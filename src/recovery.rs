@@ -304,9 +304,6 @@ impl Recovery<'_> {
         is_last: bool,
         live_from: u64,
     ) -> Result<Opened> {
-        let file = self.open_file(path)?;
-        let len = file.len().map_err(io_err("stat", path))?;
-        let mut bytes = self.map(&*file, path, len)?;
         let damaged = |offset, kind| {
             Ok(Opened::Damaged(Damage {
                 offset,
@@ -314,6 +311,14 @@ impl Recovery<'_> {
                 good: None,
             }))
         };
+        let file = match self.open_file(path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::InvalidInput => {
+                return damaged(0, CorruptionKind::WrongSegment("not a regular file"));
+            }
+            other => other?,
+        };
+        let len = file.len().map_err(io_err("stat", path))?;
+        let mut bytes = self.map(&*file, path, len)?;
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) => h,
             Err(HeaderError::Version(found)) => {
@@ -668,11 +673,15 @@ impl Recovery<'_> {
 
     /// Move a whole segment (and drop its index) out of the log.
     fn cut_whole(&mut self, path: &Path, reason: CutReason) -> Result<()> {
-        let len = self
+        let len = match self
             .backend
             .open(path, OpenMode::Read)
             .and_then(|f| f.len())
-            .map_err(io_err("stat", path))?;
+        {
+            // Something else under a segment's name (a directory) moves as it is.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => 0,
+            other => other.map_err(io_err("stat", path))?,
+        };
         let kept = if self.writable() {
             let moved = quarantine::keep_file(self.backend, self.dir, path)?;
             if let Some(seq) = path

@@ -29,6 +29,10 @@ use crate::recovery::recover_stream;
 use crate::stream::Stream;
 use crate::syncer::{Stats, Syncer};
 
+fn is_empty_dir(backend: &dyn Backend, dir: &Path) -> bool {
+    backend.list_dir(dir).is_ok_and(|names| names.is_empty())
+}
+
 /// Name of the writer lock file in a store directory.
 pub const LOCK_FILE: &str = "LOCK";
 /// Name of the folder holding one folder per stream.
@@ -186,6 +190,14 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
+            if recovered.segments.is_empty() && is_empty_dir(&*backend, &stream_dir) {
+                // A creation that failed before the first segment existed:
+                // not a stream. (Best effort: a read-only open leaves it.)
+                if writing.is_some() {
+                    let _ = backend.remove_dir(&stream_dir);
+                }
+                continue;
+            }
             report.streams += 1;
             report.indexes_rebuilt += recovered.indexes_rebuilt;
             report.cuts.extend(recovered.cuts.iter().cloned());
@@ -274,20 +286,27 @@ impl Store {
             .sync_dir(&streams_dir)
             .map_err(io_err("fsync directory", &streams_dir))?;
         // The folder may hold files from an earlier, interrupted creation.
-        let recovered = recover_stream(
-            &self.inner.cache,
-            &stream_dir,
-            stream_name,
-            &self.inner.opts,
-        )?;
-        Stream::open(
-            &self.inner.cache,
-            stream_name,
-            stream_dir,
-            &self.inner.opts,
-            recovered,
-            self.inner.writing.clone(),
-        )
+        let opts = &self.inner.opts;
+        let opened = recover_stream(&self.inner.cache, &stream_dir, stream_name, opts).and_then(
+            |recovered| {
+                let writing = self.inner.writing.clone();
+                let dir = stream_dir.clone();
+                Stream::open(
+                    &self.inner.cache,
+                    stream_name,
+                    dir,
+                    opts,
+                    recovered,
+                    writing,
+                )
+            },
+        );
+        if opened.is_err() && is_empty_dir(&**backend, &stream_dir) {
+            // Out of space or descriptors before the first segment existed:
+            // leave no folder that a later open could take for a stream.
+            let _ = backend.remove_dir(&stream_dir);
+        }
+        opened
     }
 
     /// The streams opened so far.

@@ -257,3 +257,74 @@ fn a_failed_write_poisons_only_its_stream_and_the_error_says_which() {
     assert!(!message.contains("the store is"), "{message}");
     assert_eq!(other.append(payload(0), Durability::Sync).unwrap().seq, 1);
 }
+
+/// Regression (issue 10): a `store.stream()` that failed under ENOSPC (or
+/// EMFILE) left an empty folder, which every later open took for a stream.
+/// A stream exists once its first segment does: a failed creation removes
+/// its folder, and an empty folder is never listed as a stream.
+#[test]
+fn a_stream_whose_creation_fails_leaves_no_folder_that_reopens_as_a_stream() {
+    use common::hooked::{Hooked, HookedBackend};
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(HookedBackend(Arc::new(Hooked {
+        write: Some(Box::new(|path: &Path, _: &[u8]| {
+            path.to_str()
+                .is_some_and(|p| p.ends_with(".seg"))
+                .then(|| io::Error::from_raw_os_error(28))
+        })),
+        ..Hooked::default()
+    })));
+    {
+        let store = Store::open_with(full, dir.path(), small_opts()).unwrap();
+        match store.stream("x") {
+            Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(28)),
+            other => panic!("expected ENOSPC, got {other:?}"),
+        }
+        assert!(store.streams().is_empty());
+    }
+    assert!(!stream_dir(dir.path(), "x").exists(), "its folder is gone");
+    // An empty folder left by an older version or another tool.
+    std::fs::create_dir(stream_dir(dir.path(), "y")).unwrap();
+    let reader = Store::open(dir.path(), Options::read_only()).unwrap();
+    assert!(reader.streams().is_empty());
+    drop(reader);
+    let store = open(dir.path(), small_opts());
+    assert!(store.streams().is_empty());
+    assert!(!stream_dir(dir.path(), "y").exists());
+    let x = store.stream("x").unwrap();
+    assert_eq!(x.append(payload(0), Durability::Sync).unwrap().seq, 1);
+    assert_eq!(store.streams(), ["x"]);
+}
+
+/// Regression (issue 10): a directory under a segment's name made open
+/// (and `fsck`) fail with "mmap: No such device". It is corruption, named
+/// as such, and a repair moves it aside.
+#[test]
+fn a_directory_named_like_a_segment_is_corruption_not_a_failed_map() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_opts());
+        fill(&store.stream("s").unwrap(), 0..10, Durability::Sync);
+    }
+    let impostor = stream_dir(dir.path(), "s").join(format!("{:020}.seg", 11));
+    std::fs::create_dir(&impostor).unwrap();
+    for opts in [Options::read_only(), small_opts()] {
+        match Store::open(dir.path(), opts) {
+            Err(e @ Error::Corruption { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("not a regular file"), "{message}");
+                assert!(!message.contains("mmap"), "{message}");
+            }
+            other => panic!("expected Corruption, got {other:?}"),
+        }
+    }
+    let repair = Options {
+        recovery: lamplog::RecoveryMode::Repair,
+        ..small_opts()
+    };
+    let store = open(dir.path(), repair);
+    assert!(!impostor.exists(), "moved to quarantine");
+    let s = store.stream("s").unwrap();
+    assert_holds(&s, 10);
+    assert_eq!(s.append(payload(10), Durability::Sync).unwrap().seq, 11);
+}

@@ -334,6 +334,27 @@ fn options_at_their_extremes_are_refused_or_work_and_never_hang_or_panic() {
                 ..tiny()
             },
         ),
+        (
+            "open_segments_max 0 (refused)",
+            Options {
+                open_segments_max: 0,
+                ..tiny()
+            },
+        ),
+        (
+            "open_segments_max 1",
+            Options {
+                open_segments_max: 1,
+                ..tiny()
+            },
+        ),
+        (
+            "open_segments_max max",
+            Options {
+                open_segments_max: usize::MAX,
+                ..tiny()
+            },
+        ),
     ];
     for (what, opts) in extremes {
         let (done, finished) = std::sync::mpsc::channel();
