@@ -321,7 +321,13 @@ impl Stream {
 
     /// Make every record appended so far durable.
     pub fn sync(&self) -> Result<()> {
-        self.log()?.sync()
+        match self.opened_log() {
+            Some(log) => log.sync(),
+            // Nothing was written since open (recovery left the log
+            // durable): no need to open the writer's files for it.
+            None if self.is_writable() => Ok(()),
+            None => self.log().map(drop),
+        }
     }
 
     /// Sync, mark the log as cleanly closed, and refuse later appends with

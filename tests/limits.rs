@@ -93,6 +93,9 @@ fn twenty_thousand_streams_open_and_read_under_a_limit_of_256_descriptors() {
         drop(store);
         // A writable open, writes to a hundred streams, and a new one.
         let store = open(dir.path(), opts.clone());
+        // Syncing every stream opens no writer that has nothing to sync.
+        store.sync().unwrap();
+        assert!(descriptors() < 64, "{} descriptors open", descriptors());
         for i in (0..STREAMS).step_by(STREAMS / 100) {
             let s = store.stream(&stream_name(i)).unwrap();
             assert_eq!(s.append(payload(0), Durability::Sync).unwrap().seq, 2);
