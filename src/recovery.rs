@@ -174,12 +174,12 @@ impl Recovery<'_> {
                             CutReason::Repair(CorruptionKind::DataAfterEnd),
                         )?;
                     }
-                    return self.finish(segments).map(Some);
+                    return self.finish(segments, &names).map(Some);
                 }
             }
         }
         self.check_all_on_chain(&segments, &listed)?;
-        self.finish(segments).map(Some)
+        self.finish(segments, &names).map(Some)
     }
 
     /// The segment that should start at `first_seq` does not exist. `None`
@@ -262,15 +262,43 @@ impl Recovery<'_> {
     /// A sealed segment whose successor was cut (an interrupted creation, a
     /// repair) is the tail again: it was synced whole, so writing resumes at
     /// its end.
-    fn finish(&mut self, segments: Vec<Arc<Segment>>) -> Result<Recovered> {
-        if let Some(last) = segments.last().filter(|_| self.writable()) {
-            last.unseal();
+    fn finish(&mut self, segments: Vec<Arc<Segment>>, names: &[String]) -> Result<Recovered> {
+        if self.writable() {
+            if let Some(last) = segments.last() {
+                last.unseal();
+            }
+            self.remove_orphans(names, &segments);
         }
         Ok(Recovered {
             segments,
             cuts: std::mem::take(&mut self.cuts),
             indexes_rebuilt: self.indexes_rebuilt,
         })
+    }
+}
+
+impl Recovery<'_> {
+    /// Files named after a segment (`<first_seq:020>.<ext>`: its index, its
+    /// op ids) are derived from it. Without their segment in the folder
+    /// (a kill part way through archiving, a segment cut by a repair) they
+    /// are orphans, which a writable open deletes (best effort).
+    fn remove_orphans(&self, names: &[String], segments: &[Arc<Segment>]) {
+        for name in names {
+            let Some((stem, ext)) = name.split_once('.') else {
+                continue;
+            };
+            let derived =
+                ext != "seg" && stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
+            let Some(seq) = derived.then(|| stem.parse::<u64>().ok()).flatten() else {
+                continue;
+            };
+            if segments
+                .binary_search_by_key(&seq, |s| s.header.first_seq)
+                .is_err()
+            {
+                let _ = self.backend.remove_file(&self.dir.join(name));
+            }
+        }
     }
 }
 

@@ -312,3 +312,50 @@ fn a_stale_checkpoint_file_naming_an_archived_record_is_rebuilt() {
         check(&store.stream("s").unwrap());
     }
 }
+
+/// Regression (issue 10): a kill part way through archiving could leave a
+/// segment's `.idx` in the live folder after the segment had moved (the
+/// segment moved first). Derived files now move before their segment, and
+/// a writable open deletes any derived file whose segment is not in the
+/// folder (what older versions, or a filesystem that reorders renames,
+/// may leave).
+#[test]
+fn derived_files_left_without_their_segment_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_opts());
+        let s = store.stream("s").unwrap();
+        fill(&s, 0..2000, Durability::Buffered);
+        let ckpt = s.checkpoint("snap").unwrap();
+        assert!(s.archive_before(&ckpt).unwrap().segments > 2);
+    }
+    let live = stream_dir(dir.path(), "s");
+    let archive = live.join(ARCHIVE_DIR);
+    let mut orphans = Vec::new();
+    for entry in fs::read_dir(&archive).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "idx" || x == "ids") {
+            let orphan = live.join(path.file_name().unwrap());
+            fs::copy(&path, &orphan).unwrap();
+            orphans.push(orphan);
+        }
+    }
+    assert!(orphans.len() > 4);
+    let reader = Store::open(dir.path(), lamplog::Options::read_only()).unwrap();
+    let s = reader.stream("s").unwrap();
+    assert_eq!(read_all(&s).len() as u64, s.last_seq() - s.first_seq() + 1);
+    drop(s);
+    drop(reader);
+    assert!(
+        orphans.iter().all(|o| o.exists()),
+        "a read-only open changes nothing"
+    );
+    let store = open(dir.path(), small_opts());
+    assert!(orphans.iter().all(|o| !o.exists()), "orphans removed");
+    for path in fs::read_dir(&live).unwrap().map(|e| e.unwrap().path()) {
+        if path.extension().is_some_and(|x| x == "idx" || x == "ids") {
+            assert!(path.with_extension("seg").exists(), "{}", path.display());
+        }
+    }
+    store.stream("s").unwrap().verify().unwrap();
+}
