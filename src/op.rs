@@ -201,8 +201,11 @@ impl OpLog {
     /// another actor) unless the stream has it: idempotent. A new op is
     /// appended unchanged, stamped after its own `lamport_ts`; an op already
     /// present is not written again, and its existing seq and Lamport are
-    /// returned. The id set costs about 16 bytes per op in memory and is
-    /// kept per segment on disk, so a reopen does not parse every payload.
+    /// returned. An op that was archived is [`Error::Archived`]: it is in
+    /// the stream's history, and is never written a second time. The id
+    /// set costs about 16 bytes per op in memory and is kept per segment on
+    /// disk (archived segments' too), so a reopen does not parse every
+    /// payload.
     pub fn insert_op(&self, op: &OpEntry, durability: Durability) -> Result<Inserted> {
         let expected = op.compute_id();
         if op.op_id != expected {
