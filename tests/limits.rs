@@ -102,10 +102,28 @@ fn twenty_thousand_streams_open_and_read_under_a_limit_of_256_descriptors() {
         }
         assert!(descriptors() < 256);
         store.stream("newcomer").unwrap();
+        // A writer holds two descriptors for as long as the store is open:
+        // writing to more streams than the limit allows fails with a typed
+        // error (EMFILE), not a panic, and the streams written go on.
+        let failed = (1..STREAMS)
+            .step_by(STREAMS / 200)
+            .map(|i| {
+                store
+                    .stream(&stream_name(i))
+                    .and_then(|s| s.append(payload(0), Durability::Sync))
+            })
+            .find_map(Result::err);
+        match failed {
+            Some(lamplog::Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(24)),
+            other => panic!("expected EMFILE, got {other:?}"),
+        }
+        let s = store.stream(&stream_name(0)).unwrap();
+        assert_eq!(s.append(payload(1), Durability::Sync).unwrap().seq, 3);
         store.close().unwrap();
         let store = Store::open(dir.path(), Options::read_only()).unwrap();
         assert_eq!(store.streams().len(), STREAMS + 1);
         assert_eq!(store.stream(&stream_name(200)).unwrap().last_seq(), 2);
+        assert_eq!(store.stream(&stream_name(0)).unwrap().last_seq(), 3);
     });
 }
 
