@@ -73,6 +73,9 @@ pub struct Report {
 pub fn opts() -> Options {
     Options {
         sync_interval_us: 20_000,
+        // Few maps kept, so that views are dropped and mapped again while
+        // the writer rolls and archives and readers hold iterators.
+        open_segments_max: 8,
         ..super::tiny_opts()
     }
 }
