@@ -254,7 +254,7 @@ impl StreamLog {
         build: impl FnOnce(u64, u64) -> Result<(Vec<u8>, T)>,
     ) -> Result<(Appended, T)> {
         let (built, _) = self.submit(sync, |e| {
-            let (seq, lamport) = e.next_stamp(observed);
+            let (seq, lamport) = e.next_stamp(observed)?;
             let (payload, value) = build(seq, lamport)?;
             Ok((e.encode(&payload, observed)?, value))
         })?;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::frame::frame_len;
 use crate::reader::{Iter, Record};
 use crate::stream::Stream;
-use crate::writer::LAMPORT_MAX;
+use crate::writer::stamp_after;
 
 /// A record and the stream it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,14 +120,7 @@ pub(crate) fn merge_into(
                 max: record_max,
             });
         }
-        clock = clock.max(record.lamport());
-        if clock >= LAMPORT_MAX {
-            return Err(Error::LamportOutOfRange {
-                observed: record.lamport(),
-                max: LAMPORT_MAX - 1,
-            });
-        }
-        clock += 1;
+        clock = stamp_after(clock, record.lamport())?;
         total += 1;
     }
     // Pass 2: the writes.

@@ -48,6 +48,19 @@ pub(crate) struct WriterLimits {
 /// when the record stamped after it stays within this.
 pub const LAMPORT_MAX: u64 = (1 << 63) - 1;
 
+/// The Lamport merge rule: a record that observed `observed` on a stream
+/// whose clock is `clock` is stamped after both, or refused past the bound.
+pub(crate) fn stamp_after(clock: u64, observed: u64) -> Result<u64> {
+    let seen = clock.max(observed);
+    if seen >= LAMPORT_MAX {
+        return Err(Error::LamportOutOfRange {
+            observed,
+            max: LAMPORT_MAX - 1,
+        });
+    }
+    Ok(seen + 1)
+}
+
 /// What an append was assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -184,11 +197,9 @@ impl Encoder {
     }
 
     /// The seq and Lamport the next record would get, having observed `observed`.
-    pub fn next_stamp(&self, observed: u64) -> (u64, u64) {
-        (
-            self.tip.last_seq + 1,
-            self.tip.last_lamport.max(observed) + 1,
-        )
+    pub fn next_stamp(&self, observed: u64) -> Result<(u64, u64)> {
+        let lamport = stamp_after(self.tip.last_lamport, observed)?;
+        Ok((self.tip.last_seq + 1, lamport))
     }
 
     /// Frame a checkpoint record covering every record before it. The
@@ -218,19 +229,10 @@ impl Encoder {
                 max: self.limits.segment_bytes_max,
             });
         }
-        // The Lamport merge rule, checked for the whole batch before any
-        // frame: each record after everything this stream and its observed
-        // op have seen.
+        // The Lamport bound, checked for the whole batch before any frame.
         let mut clock = self.tip.last_lamport;
         for &(_, observed) in records {
-            clock = clock.max(observed);
-            if clock >= LAMPORT_MAX {
-                return Err(Error::LamportOutOfRange {
-                    observed,
-                    max: LAMPORT_MAX - 1,
-                });
-            }
-            clock += 1;
+            clock = stamp_after(clock, observed)?;
         }
         if self.tip.end + bytes > self.limits.segment_bytes_max {
             self.roll(self.tip.last_seq + 1, self.tip.last_lamport + 1);
@@ -239,10 +241,9 @@ impl Encoder {
         // One clock reading per batch: its records are appended together.
         let ts_us = now_us();
         for (i, &(payload, observed)) in records.iter().enumerate() {
-            let (seq, lamport) = (
-                self.tip.last_seq + 1,
-                self.tip.last_lamport.max(observed) + 1,
-            );
+            let seq = self.tip.last_seq + 1;
+            let lamport = stamp_after(self.tip.last_lamport, observed)
+                .expect("the batch's Lamports were checked above");
             let continues = i + 1 < records.len();
             let new = NewFrame {
                 kind,
