@@ -65,7 +65,7 @@ impl Stream {
     /// The checkpoint must be one this stream's log holds: another stream's
     /// (or a made-up one) is [`Error::UnknownCheckpoint`](crate::Error::UnknownCheckpoint) and moves nothing.
     pub fn archive_before(&self, checkpoint: &Checkpoint) -> Result<Archived> {
-        self.log()?;
+        self.check_writable()?;
         // This stream's checkpoint from before the live log: nothing is
         // left that it could move (and its record cannot be checked).
         if checkpoint.stream == self.name() && checkpoint.record_seq < self.first_seq() {

@@ -219,10 +219,17 @@ impl Stream {
     /// Whether writes may go through this handle (a writable store, not
     /// closed), without opening the writer.
     pub(crate) fn is_writable(&self) -> bool {
-        self.inner
-            .writer
-            .as_ref()
-            .is_some_and(|w| !w.closed.load(Ordering::Acquire))
+        self.check_writable().is_ok()
+    }
+
+    /// `ReadOnly` or `Closed` unless writes may go through this handle,
+    /// without opening the writer (for writes to files beside the log).
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        let writer = self.inner.writer.as_ref().ok_or(Error::ReadOnly)?;
+        match writer.closed.load(Ordering::Acquire) {
+            true => Err(Error::Closed),
+            false => Ok(()),
+        }
     }
 
     /// Append one JSON value.
