@@ -78,7 +78,8 @@ impl Stream {
         self.check_holds(checkpoint)?;
         // One archiving (or other derived-file write) at a time: a second
         // call sees the list the first one left.
-        let _derived = self.derived().lock();
+        let derived = self.derived();
+        let _derived = derived.lock();
         let segments = self.segments().all();
         let mut moving = Vec::new();
         for pair in segments.windows(2) {

@@ -132,6 +132,12 @@ impl Derived {
 }
 
 impl Stream {
+    /// The owner of this stream's derived files (checkpoint.json,
+    /// archive.json): whoever holds its lock.
+    pub(crate) fn derived(&self) -> std::sync::Arc<parking_lot::Mutex<Derived>> {
+        self.extension()
+    }
+
     /// Crystallise everything appended so far under `snapshot_id`: append a
     /// checkpoint record (durably) and replace `checkpoint.json` beside the
     /// stream (write, fsync, rename, fsync the folder) with the newest
@@ -160,8 +166,24 @@ impl Stream {
                 reason: "a snapshot id has 1 to 1024 bytes",
             });
         }
-        let checkpoint = self.log()?.checkpoint(snapshot_id)?;
-        let mut derived = self.derived().lock();
+        // Built under the stream's lock, with the record's own stamp, so
+        // that "everything up to now" is exact. It observes nothing, so its
+        // Lamport is the last record's + 1.
+        let stream = self.name();
+        let (_, checkpoint) =
+            self.log()?
+                .append_built(Kind::Checkpoint, 0, true, |seq, lamport| {
+                    let checkpoint = Checkpoint {
+                        stream: stream.to_string(),
+                        snapshot_id: snapshot_id.to_string(),
+                        seq: seq - 1,
+                        lamport: lamport - 1,
+                        record_seq: seq,
+                    };
+                    Ok((checkpoint.payload(), checkpoint))
+                })?;
+        let derived = self.derived();
+        let mut derived = derived.lock();
         derived.remember(&checkpoint);
         derived.write_latest(&**self.backend(), self.dir());
         Ok(checkpoint)
@@ -172,7 +194,8 @@ impl Stream {
     /// is missing, stale or damaged. The cost is that of the records after
     /// the checkpoint, not of the history before it.
     pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let mut derived = self.derived().lock();
+        let derived = self.derived();
+        let mut derived = derived.lock();
         if derived.file.is_none() {
             derived.file = read_file(&**self.backend(), self.dir());
         }

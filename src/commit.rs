@@ -25,47 +25,12 @@
 //! disk.
 
 use crate::error::{Error, Result};
+use crate::frame::Kind;
+use crate::poison::Poison;
 use crate::segment::Published;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Event, Mutex, Ordering};
-use crate::syncer::{SyncTarget, Syncer, SyncerShared};
+use crate::syncer::{SyncTarget, Syncable, Syncer, SyncerShared};
 use crate::writer::{Appended, Chunk, Encoder, Pos, SegmentIo, WriterLimits};
-
-/// The failure that poisoned a stream or store, if any.
-#[derive(Debug, Default)]
-pub(crate) struct Poison {
-    /// The stream it poisons; `None`: the whole store.
-    stream: Option<String>,
-    failed: AtomicBool,
-    cause: Mutex<Option<String>>,
-}
-
-impl Poison {
-    pub(crate) fn of_stream(name: &str) -> Poison {
-        Poison {
-            stream: Some(name.to_string()),
-            ..Poison::default()
-        }
-    }
-
-    pub(crate) fn set(&self, cause: String) {
-        let mut slot = self.cause.lock();
-        if slot.is_none() {
-            *slot = Some(cause);
-        }
-        self.failed.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn check(&self) -> Result<()> {
-        if !self.failed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let cause = self.cause.lock().clone().unwrap_or_default();
-        Err(Error::Poisoned {
-            stream: self.stream.clone(),
-            cause,
-        })
-    }
-}
 
 /// How a wait for a durable record ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +114,7 @@ impl StreamLog {
             .queue
             .lock()
             .registry
-            .push(Arc::downgrade(&log));
+            .push(Arc::downgrade(&(log.clone() as Arc<dyn Syncable>)));
         log
     }
 
@@ -231,7 +196,8 @@ impl StreamLog {
 
     /// Append one validated payload.
     pub fn append(self: &Arc<Self>, payload: &[u8], observed: u64, sync: bool) -> Result<Appended> {
-        self.submit(sync, |e| e.encode(payload, observed))?.0
+        self.submit(sync, |e| e.encode(Kind::Data, payload, observed))?
+            .0
     }
 
     /// Append validated payloads, each with the Lamport it observed, as
@@ -249,6 +215,7 @@ impl StreamLog {
     /// get, and returns the payload (or an error, and nothing is written).
     pub fn append_built<T>(
         self: &Arc<Self>,
+        kind: Kind,
         observed: u64,
         sync: bool,
         build: impl FnOnce(u64, u64) -> Result<(Vec<u8>, T)>,
@@ -256,17 +223,9 @@ impl StreamLog {
         let (built, _) = self.submit(sync, |e| {
             let (seq, lamport) = e.next_stamp(observed)?;
             let (payload, value) = build(seq, lamport)?;
-            Ok((e.encode(&payload, observed)?, value))
+            Ok((e.encode(kind, &payload, observed)?, value))
         })?;
         built
-    }
-
-    /// Append a checkpoint record covering everything before it, durably.
-    pub fn checkpoint(
-        self: &Arc<Self>,
-        snapshot_id: &str,
-    ) -> Result<crate::checkpoint::Checkpoint> {
-        self.submit(true, |e| e.encode_checkpoint(snapshot_id))?.0
     }
 
     /// Make everything appended so far durable.
@@ -466,14 +425,6 @@ impl StreamLog {
         self.durable_changed.notify_all();
     }
 
-    /// Start a sync (the syncer calls this): the file to fdatasync and the
-    /// position that makes durable. The io lock is not held during the sync,
-    /// so the flusher keeps writing the next batch meanwhile.
-    pub(crate) fn begin_sync(&self) -> SyncTarget {
-        self.sync_requested.store(false, Ordering::Release);
-        self.sync_target()
-    }
-
     /// What a sync begun now covers: the active file, up to what is written.
     fn sync_target(&self) -> SyncTarget {
         let io = self.io.lock();
@@ -504,8 +455,19 @@ impl StreamLog {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| w.checked_sub(1));
         self.end_sync(&target, result);
     }
+}
 
-    pub(crate) fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>) {
+/// The syncer's side of a stream's log.
+impl Syncable for StreamLog {
+    /// Start a sync (the syncer calls this): the file to fdatasync and the
+    /// position that makes durable. The io lock is not held during the sync,
+    /// so the flusher keeps writing the next batch meanwhile.
+    fn begin_sync(&self) -> SyncTarget {
+        self.sync_requested.store(false, Ordering::Release);
+        self.sync_target()
+    }
+
+    fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>) {
         match result {
             // After a poison nothing more becomes durable, not even through
             // a sync that seems to succeed (see below).
@@ -524,7 +486,7 @@ impl StreamLog {
     /// Whether the syncer's sweep should sync this stream: it has unsynced
     /// records and is not poisoned (a retry after a failed fdatasync could
     /// falsely succeed).
-    pub(crate) fn needs_sync(&self) -> bool {
+    fn needs_sync(&self) -> bool {
         self.durable.load(Ordering::Acquire) < self.written.load(Ordering::Acquire)
             && self.check().is_ok()
     }

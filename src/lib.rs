@@ -38,6 +38,7 @@ mod name;
 pub mod op;
 mod op_ids;
 mod options;
+mod poison;
 mod quarantine;
 mod query;
 mod reader;

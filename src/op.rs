@@ -171,8 +171,11 @@ impl OpLog {
         let created_at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
         let log = self.stream.log()?;
         let observed = op.observed_lamport;
-        let (_, entry) =
-            log.append_built(observed, durability == Durability::Sync, |_, lamport| {
+        let (_, entry) = log.append_built(
+            Kind::Data,
+            observed,
+            durability == Durability::Sync,
+            |_, lamport| {
                 let mut entry = OpEntry {
                     op_id: String::new(),
                     actor_id: op.actor_id,
@@ -193,7 +196,8 @@ impl OpLog {
                     });
                 }
                 Ok((payload, entry))
-            })?;
+            },
+        )?;
         Ok(entry)
     }
 
@@ -216,7 +220,8 @@ impl OpLog {
         }
         self.stream.log()?;
         // One insert at a time per stream: the check and the append must not interleave.
-        let mut guard = self.stream.op_ids().lock();
+        let ids = self.stream.op_ids();
+        let mut guard = ids.lock();
         let ids = guard.get_or_insert_with(Default::default);
         ids.catch_up(&self.stream)?;
         if let Some(seq) = ids.lookup(&self.stream, &op.op_id)? {

@@ -60,6 +60,14 @@ pub(crate) struct OpIds {
     persisted: Vec<u64>,
 }
 
+impl Stream {
+    /// The stream's op ids, loaded on the first idempotent insert; one
+    /// insert at a time holds the lock.
+    pub(crate) fn op_ids(&self) -> std::sync::Arc<parking_lot::Mutex<Option<OpIds>>> {
+        self.extension()
+    }
+}
+
 impl OpIds {
     /// Bring the set up to date with the stream: read `.ids` files of sealed
     /// segments not yet seen, parse the records after that.
@@ -263,7 +271,7 @@ fn read_ids(stream: &Stream, segment: &Segment) -> Option<Vec<(u64, u64)>> {
 /// The pairs of every `.ids` file in `archive/` (moved there with their
 /// segments, which are sealed for good), for ops before the live log.
 fn read_archived_ids(stream: &Stream) -> Vec<(u64, u64)> {
-    let dir = stream.dir().join(crate::archive::ARCHIVE_DIR);
+    let dir = stream.dir().join(crate::segment::ARCHIVE_DIR);
     let live_from = stream.first_seq();
     let backend = stream.backend();
     let names = backend.list_dir(&dir).unwrap_or_default();

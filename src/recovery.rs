@@ -68,6 +68,9 @@ enum Opened {
 
 struct Recovery<'a> {
     backend: &'a dyn Backend,
+    /// Where the live log starts (the first seq not archived), read when
+    /// asked: after the directory listing (see `walk`).
+    live_from: &'a dyn Fn() -> u64,
     cache: &'a Arc<MapCache>,
     dir: &'a Path,
     stream: &'a str,
@@ -91,10 +94,12 @@ pub(crate) fn recover_stream(
     dir: &Path,
     stream: &str,
     opts: &Options,
+    live_from: &dyn Fn() -> u64,
 ) -> Result<Recovered> {
     for _ in 0..READ_ONLY_ATTEMPTS {
         let mut r = Recovery {
             backend: &**cache.backend(),
+            live_from,
             cache,
             dir,
             stream,
@@ -130,7 +135,7 @@ impl Recovery<'_> {
         listed.sort_unstable();
         // Read after the listing: archiving replaces the marker before it
         // moves any segment, so this marker covers every move the listing saw.
-        let live_from = crate::archive::live_from(self.backend, dir).unwrap_or(1);
+        let live_from = (self.live_from)();
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         let mut next = listed.first().copied();
         while let Some(wanted) = next.take() {

@@ -1,5 +1,6 @@
 //! [`Stream`]: one named, append-only log of JSON records.
 
+use std::any::Any;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,6 @@ use crate::options::{Durability, Options};
 use crate::reader::{From, Iter, Record};
 use crate::recovery::Recovered;
 use crate::segment::SegmentList;
-use crate::subscribe::Subscription;
 use crate::syncer::Syncer;
 use crate::writer::{create_first_segment, Appended, Encoder, SegmentIo, WriterLimits};
 
@@ -34,12 +34,10 @@ struct StreamInner {
     writer: Option<Writer>,
     record_bytes_max: usize,
     backend: Arc<dyn Backend>,
-    /// The owner of the stream's derived files (checkpoint.json,
-    /// archive.json): whoever holds this lock, which also remembers the
-    /// latest checkpoint (checkpoint.rs).
-    derived: parking_lot::Mutex<crate::checkpoint::Derived>,
-    /// The op ids, loaded on the first idempotent insert (op.rs).
-    op_ids: parking_lot::Mutex<Option<crate::op_ids::OpIds>>,
+    /// What features built on the stream keep per stream (the latest
+    /// checkpoint, the op ids), each created on its first use: the
+    /// stream's core knows none of them (see `extension`).
+    extensions: parking_lot::Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 /// The write side of a stream, opened on its first write: a stream that is
@@ -128,7 +126,7 @@ impl Stream {
         };
         let segments = Arc::new(SegmentList::new(
             name,
-            dir.join(crate::archive::ARCHIVE_DIR),
+            dir.join(crate::segment::ARCHIVE_DIR),
             recovered.segments,
         ));
         if writing.is_some() && segments.last().is_none() {
@@ -151,8 +149,7 @@ impl Stream {
                 writer,
                 record_bytes_max: opts.record_bytes_max,
                 backend: cache.backend().clone(),
-                derived: parking_lot::Mutex::new(Default::default()),
-                op_ids: parking_lot::Mutex::new(None),
+                extensions: parking_lot::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -179,12 +176,17 @@ impl Stream {
         &self.inner.segments
     }
 
-    pub(crate) fn derived(&self) -> &parking_lot::Mutex<crate::checkpoint::Derived> {
-        &self.inner.derived
-    }
-
-    pub(crate) fn op_ids(&self) -> &parking_lot::Mutex<Option<crate::op_ids::OpIds>> {
-        &self.inner.op_ids
+    /// This stream's state of type `T`, created on first use: how a
+    /// feature keeps per-stream state (a cache, a lock) without the
+    /// stream's core knowing it. One value per type.
+    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut all = self.inner.extensions.lock();
+        if let Some(found) = all.iter().find_map(|e| e.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let created = Arc::new(T::default());
+        all.push(created.clone());
+        created
     }
 
     pub(crate) fn log(&self) -> Result<&Arc<StreamLog>> {
@@ -420,30 +422,6 @@ impl Stream {
     /// hold it.
     pub fn iter_from_lamport(&self, lamport: u64) -> Iter {
         self.iter_with(From::Lamport(lamport))
-    }
-
-    /// Records from `seq` on, each yielded once it is durable, waiting for
-    /// new ones (woken by the writer) when there are none. A read-only store
-    /// has no writer to wait for: [`Error::ReadOnly`]. Like an iterator, it
-    /// yields every seq in order or ends with [`Error::Archived`] for the
-    /// first one archived before it could read it.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
-    /// let stream = store.stream("s")?;
-    /// let mut tail = stream.subscribe_from(1)?;
-    /// let writer = stream.clone();
-    /// std::thread::spawn(move || writer.append(b"{}", lamplog::Durability::Sync));
-    /// assert_eq!(tail.next().unwrap()?.seq(), 1);
-    /// assert!(tail.next_timeout(std::time::Duration::from_millis(10)).is_none());
-    /// # Ok::<(), lamplog::Error>(())
-    /// ```
-    pub fn subscribe_from(&self, seq: u64) -> Result<Subscription> {
-        let log = self.log()?.clone();
-        let durable = log.durable_seq();
-        let iter = Iter::new(self.inner.segments.clone(), durable, From::Seq(seq.max(1)));
-        Ok(Subscription::new(log, iter))
     }
 
     /// The record with sequence number `seq`, if the stream has it

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::commit::{StreamLog, Waited};
 use crate::error::Result;
-use crate::reader::{Iter, Record};
+use crate::reader::{From, Iter, Record};
+use crate::stream::Stream;
 
 /// Records of a stream from a given seq on, each yielded once it is on
 /// disk, in order, waiting for the next when there is none yet.
@@ -86,5 +87,31 @@ impl Iterator for Subscription {
     /// The next durable record, waiting as long as it takes.
     fn next(&mut self) -> Option<Result<Record>> {
         self.next_until(None)
+    }
+}
+
+impl Stream {
+    /// Records from `seq` on, each yielded once it is durable, waiting for
+    /// new ones (woken by the writer) when there are none. A read-only store
+    /// has no writer to wait for: [`Error::ReadOnly`]. Like an iterator, it
+    /// yields every seq in order or ends with [`Error::Archived`] for the
+    /// first one archived before it could read it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
+    /// let stream = store.stream("s")?;
+    /// let mut tail = stream.subscribe_from(1)?;
+    /// let writer = stream.clone();
+    /// std::thread::spawn(move || writer.append(b"{}", lamplog::Durability::Sync));
+    /// assert_eq!(tail.next().unwrap()?.seq(), 1);
+    /// assert!(tail.next_timeout(std::time::Duration::from_millis(10)).is_none());
+    /// # Ok::<(), lamplog::Error>(())
+    /// ```
+    pub fn subscribe_from(&self, seq: u64) -> Result<Subscription> {
+        let log = self.log()?.clone();
+        let durable = log.durable_seq();
+        let iter = Iter::new(self.segments().clone(), durable, From::Seq(seq.max(1)));
+        Ok(Subscription::new(log, iter))
     }
 }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use crate::backend::BackendFile;
-use crate::commit::{Poison, StreamLog};
 use crate::engine::SyncEngine;
 use crate::options::{IoBackend, SyncScope};
+use crate::poison::Poison;
 use crate::sync::{
     thread, Arc, AtomicBool, AtomicU64, Clock, Condvar, JoinHandle, Mutex, MutexGuard, Ordering,
     Weak,
@@ -48,9 +48,20 @@ pub(crate) struct SyncTarget {
     pub seq: u64,
 }
 
+/// What the syncer syncs: a stream's log (commit.rs), seen through the
+/// three calls the syncer makes, so that it depends on nothing above it.
+pub(crate) trait Syncable: Send + Sync {
+    /// Whether a sweep should sync it: unsynced records, no poison.
+    fn needs_sync(&self) -> bool;
+    /// Start a sync: the file to fdatasync and what it makes durable.
+    fn begin_sync(&self) -> SyncTarget;
+    /// The outcome of the sync `begin_sync` started.
+    fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>);
+}
+
 pub(crate) struct SyncQueue {
-    pub(crate) requests: Vec<Arc<StreamLog>>,
-    pub(crate) registry: Vec<Weak<StreamLog>>,
+    pub(crate) requests: Vec<Arc<dyn Syncable>>,
+    pub(crate) registry: Vec<Weak<dyn Syncable>>,
     pub(crate) shutdown: bool,
 }
 
@@ -115,7 +126,7 @@ impl SyncerShared {
 
     /// Queue a sync of `log`; `false` if the syncer is shutting down and
     /// the caller must sync itself.
-    pub(crate) fn request(&self, log: Arc<StreamLog>) -> bool {
+    pub(crate) fn request(&self, log: Arc<dyn Syncable>) -> bool {
         let mut queue = self.queue.lock();
         if queue.shutdown {
             return false;
@@ -165,9 +176,12 @@ impl SyncerShared {
             let requests = self.waiting.swap(0, Ordering::AcqRel);
             self.last_batch.store(requests, Ordering::Release);
             let started = gather.clock();
-            let mut logs: Vec<Arc<StreamLog>> = Vec::with_capacity(batch.len());
+            let mut logs: Vec<Arc<dyn Syncable>> = Vec::with_capacity(batch.len());
             for log in batch {
-                if !logs.iter().any(|l| Arc::ptr_eq(l, &log)) {
+                if !logs
+                    .iter()
+                    .any(|l| std::ptr::addr_eq(Arc::as_ptr(l), Arc::as_ptr(&log)))
+                {
                     logs.push(log);
                 }
             }

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::{BackendFile, OpenMode};
-use crate::checkpoint::Checkpoint;
 use crate::clock::now_us;
 use crate::error::{io_err, Error, Result};
 use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
@@ -180,10 +179,10 @@ impl Encoder {
         self.durable = self.durable.max(pos);
     }
 
-    /// Frame a data record with a Lamport after both this stream's clock
-    /// and `observed` (0 when the record observed nothing).
-    pub fn encode(&mut self, payload: &[u8], observed: u64) -> Result<Appended> {
-        Ok(self.encode_records(Kind::Data, &[(payload, observed)])?[0])
+    /// Frame a record of `kind` with a Lamport after both this stream's
+    /// clock and `observed` (0 when the record observed nothing).
+    pub fn encode(&mut self, kind: Kind, payload: &[u8], observed: u64) -> Result<Appended> {
+        Ok(self.encode_records(kind, &[(payload, observed)])?[0])
     }
 
     /// Frame records as one atomic batch: contiguous seqs, in one segment,
@@ -200,22 +199,6 @@ impl Encoder {
     pub fn next_stamp(&self, observed: u64) -> Result<(u64, u64)> {
         let lamport = stamp_after(self.tip.last_lamport, observed)?;
         Ok((self.tip.last_seq + 1, lamport))
-    }
-
-    /// Frame a checkpoint record covering every record before it. The
-    /// payload is built here, under the stream's lock, so that "everything
-    /// up to now" is exact.
-    pub fn encode_checkpoint(&mut self, snapshot_id: &str) -> Result<Checkpoint> {
-        let covered = Checkpoint {
-            stream: self.stream.clone(),
-            snapshot_id: snapshot_id.to_string(),
-            seq: self.tip.last_seq,
-            lamport: self.tip.last_lamport,
-            record_seq: self.tip.last_seq + 1,
-        };
-        let payload = covered.payload();
-        self.encode_records(Kind::Checkpoint, &[(&payload, 0)])?;
-        Ok(covered)
     }
 
     fn encode_records(&mut self, kind: Kind, records: &[(&[u8], u64)]) -> Result<Vec<Appended>> {
