@@ -23,67 +23,42 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod archive;
-pub mod backend;
-mod checkpoint;
-mod clock;
-mod commit;
-mod engine;
+// The layers, each using only those below it (docs/ARCHITECTURE.md):
+// the bytes, the files, one stream's log, what is built on a log; then
+// the stream handle and the store.
+pub mod format;
+mod io;
+mod log;
+mod oplog;
+
 mod error;
-mod frame;
-mod index;
-mod map_cache;
-mod merge;
-mod name;
-pub mod op;
-mod op_ids;
 mod options;
-mod poison;
-mod quarantine;
-mod query;
-mod reader;
-mod recovery;
-mod scan;
-mod segment;
 mod store;
 mod stream;
-mod subscribe;
-mod sync;
-mod syncer;
-mod sys;
-mod verify;
-mod writer;
 
-pub use archive::{Archived, ARCHIVE_DIR};
-pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
+pub use io::backend;
+pub use oplog::op;
+
 pub use error::{CorruptionKind, Error, Result};
-pub use frame::Kind;
-pub use merge::{Merge, MergedRecord};
+pub use format::frame::Kind;
+pub use log::commit::syncer::Stats;
+pub use log::quarantine::{Cut, CutReason, QUARANTINE_DIR};
+pub use log::reader::{Iter, Record};
+pub use log::writer::Appended;
+pub use oplog::archive::{Archived, ARCHIVE_DIR};
+pub use oplog::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+pub use oplog::merge::{Merge, MergedRecord};
+pub use oplog::query::{Query, QueryIter};
+pub use oplog::subscribe::Subscription;
+pub use oplog::verify::Verified;
 pub use options::{Durability, IoBackend, Options, RecoveryMode, SyncScope};
-pub use quarantine::{Cut, CutReason, QUARANTINE_DIR};
-pub use query::{Query, QueryIter};
-pub use reader::{Iter, Record};
 pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};
 pub use stream::Stream;
-pub use subscribe::Subscription;
-pub use syncer::Stats;
-pub use verify::Verified;
-pub use writer::Appended;
-
-/// Size limits and layout constants of the on-disk format.
-pub mod format {
-    pub use crate::frame::{FRAME_HEADER_LEN, PAYLOAD_LEN_LIMIT};
-    pub use crate::index::{INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_MAGIC};
-    pub use crate::name::NAME_LEN_MAX;
-    pub use crate::options::SEGMENT_BYTES_MAX_LIMIT;
-    pub use crate::segment::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
-    pub use crate::writer::LAMPORT_MAX;
-}
 
 /// The frame codec, for benchmarks and fuzz targets. Not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    use crate::frame::{self, FrameMeta, Kind};
+    use crate::format::frame::{self, FrameMeta, Kind};
 
     /// Append one data frame to `out`; returns its CRC.
     pub fn encode_frame(

@@ -1,8 +1,9 @@
 //! Tuning knobs and the choices a caller makes per call.
 
 use crate::error::{Error, Result};
-use crate::frame::{FRAME_HEADER_LEN, PAYLOAD_LEN_LIMIT};
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::format::frame::{FRAME_HEADER_LEN, PAYLOAD_LEN_LIMIT};
+use crate::format::segment::SEGMENT_BYTES_MAX_LIMIT;
+use crate::format::segment::SEGMENT_HEADER_LEN;
 
 /// How durable an append must be before [`Stream::append`](crate::Stream::append) returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,9 +102,6 @@ pub struct Options {
     /// no file is modified.
     pub read_only: bool,
 }
-
-/// Upper bound for `segment_bytes_max`: offsets within a segment are stored as `u32`.
-pub const SEGMENT_BYTES_MAX_LIMIT: u64 = 1 << 31;
 
 impl Default for Options {
     fn default() -> Self {

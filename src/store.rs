@@ -18,16 +18,16 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, SharedLock, StdBackend};
 use crate::error::{io_err, Error, Result};
-use crate::map_cache::MapCache;
-use crate::merge::Merge;
-use crate::name;
+use crate::format::name;
+use crate::io::backend::{Backend, SharedLock, StdBackend};
+use crate::log::commit::syncer::{Stats, Syncer};
+use crate::log::map_cache::MapCache;
+use crate::log::quarantine::Cut;
+use crate::log::recovery::recover_stream;
+use crate::oplog::merge::Merge;
 use crate::options::Options;
-use crate::quarantine::Cut;
-use crate::recovery::recover_stream;
 use crate::stream::Stream;
-use crate::syncer::{Stats, Syncer};
 
 fn is_empty_dir(backend: &dyn Backend, dir: &Path) -> bool {
     backend.list_dir(dir).is_ok_and(|names| names.is_empty())
@@ -180,7 +180,8 @@ impl Store {
         let mut streams = BTreeMap::new();
         for stream_name in names.into_iter().filter(|n| name::validate(n).is_ok()) {
             let stream_dir = streams_dir.join(&stream_name);
-            let live_from = || crate::archive::live_from(&*backend, &stream_dir).unwrap_or(1);
+            let live_from =
+                || crate::oplog::archive::live_from(&*backend, &stream_dir).unwrap_or(1);
             let recovered =
                 match recover_stream(&cache, &stream_dir, &stream_name, &opts, &live_from) {
                     Ok(recovered) => recovered,
@@ -290,7 +291,7 @@ impl Store {
             .map_err(io_err("fsync directory", &streams_dir))?;
         // The folder may hold files from an earlier, interrupted creation.
         let opts = &self.inner.opts;
-        let live_from = || crate::archive::live_from(&**backend, &stream_dir).unwrap_or(1);
+        let live_from = || crate::oplog::archive::live_from(&**backend, &stream_dir).unwrap_or(1);
         let opened = recover_stream(
             &self.inner.cache,
             &stream_dir,
@@ -380,8 +381,9 @@ impl Store {
         }
         let sources = self.sources(sources)?;
         let target = self.stream(target)?;
-        let room = self.inner.opts.segment_bytes_max - crate::segment::SEGMENT_HEADER_LEN as u64;
-        crate::merge::merge_into(&sources, &target, room)
+        let room =
+            self.inner.opts.segment_bytes_max - crate::format::segment::SEGMENT_HEADER_LEN as u64;
+        crate::oplog::merge::merge_into(&sources, &target, room)
     }
 
     /// A stream that exists (never created by the call).

@@ -6,16 +6,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::backend::{Backend, SharedLock};
-use crate::commit::StreamLog;
 use crate::error::{Error, Result};
-use crate::map_cache::MapCache;
+use crate::io::backend::{Backend, SharedLock};
+use crate::log::commit::syncer::Syncer;
+use crate::log::commit::StreamLog;
+use crate::log::map_cache::MapCache;
+use crate::log::reader::{From, Iter, Record};
+use crate::log::recovery::Recovered;
+use crate::log::segment::SegmentList;
+use crate::log::writer::{create_first_segment, Appended, Encoder, SegmentIo, WriterLimits};
 use crate::options::{Durability, Options};
-use crate::reader::{From, Iter, Record};
-use crate::recovery::Recovered;
-use crate::segment::SegmentList;
-use crate::syncer::Syncer;
-use crate::writer::{create_first_segment, Appended, Encoder, SegmentIo, WriterLimits};
 
 /// A handle to one stream of a [`Store`](crate::Store).
 ///
@@ -126,7 +126,7 @@ impl Stream {
         };
         let segments = Arc::new(SegmentList::new(
             name,
-            dir.join(crate::segment::ARCHIVE_DIR),
+            dir.join(crate::format::segment::ARCHIVE_DIR),
             recovered.segments,
         ));
         if writing.is_some() && segments.last().is_none() {

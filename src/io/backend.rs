@@ -305,7 +305,7 @@ impl BackendFile for StdFile {
     }
 
     fn map(&self, len: u64) -> io::Result<Bytes> {
-        crate::sys::mmap::map(&self.0, len)
+        crate::io::sys::mmap::map(&self.0, len)
     }
 }
 

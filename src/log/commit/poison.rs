@@ -3,7 +3,7 @@
 //! durable, until it is reopened from what is on disk.
 
 use crate::error::{Error, Result};
-use crate::sync::{AtomicBool, Mutex, Ordering};
+use crate::log::sync::{AtomicBool, Mutex, Ordering};
 
 /// The failure that poisoned a stream or store, if any.
 #[derive(Debug, Default)]

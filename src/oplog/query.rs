@@ -10,7 +10,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::reader::{Iter, Record};
+use crate::log::reader::{Iter, Record};
 use crate::stream::Stream;
 
 /// A query over one stream; build it with [`Stream::query`], run it with

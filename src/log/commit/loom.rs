@@ -15,12 +15,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{StreamLog, Syncer};
-use crate::backend::{Backend, BackendFile, LockGuard, OpenMode};
-use crate::frame::frame_len;
+use crate::format::frame::frame_len;
+use crate::format::segment::SEGMENT_HEADER_LEN;
+use crate::io::backend::{Backend, BackendFile, LockGuard, OpenMode};
+use crate::log::segment::SegmentList;
+use crate::log::sync::Arc;
+use crate::log::writer::{create_first_segment, Encoder, SegmentIo, WriterLimits};
 use crate::options::{IoBackend, SyncScope};
-use crate::segment::{SegmentList, SEGMENT_HEADER_LEN};
-use crate::sync::Arc;
-use crate::writer::{create_first_segment, Encoder, SegmentIo, WriterLimits};
 
 /// A file in memory. Its bytes are behind a loom mutex, so that every
 /// access to them is a point where loom may switch threads: a write is
@@ -170,7 +171,7 @@ fn stream_on(
     let disk = std::sync::Arc::new(MemDisk::default());
     let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(disk.clone());
     let segments = std::sync::Arc::new(SegmentList::default());
-    let cache = crate::map_cache::MapCache::new(backend, 64);
+    let cache = crate::log::map_cache::MapCache::new(backend, 64);
     let dir = PathBuf::from(name);
     let first = create_first_segment(&cache, &dir, name, limits).expect("in-memory create");
     segments.push(first.clone());
@@ -284,7 +285,7 @@ fn waiters_are_answered_when_the_syncer_shuts_down() {
 /// memory views must never cache bytes that were not yet written.
 #[test]
 fn readers_see_a_contiguous_prefix_while_the_writer_rolls() {
-    use crate::reader::{From, Iter};
+    use crate::log::reader::{From, Iter};
 
     const RECORDS: u64 = 3;
     let limits = WriterLimits {

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
-use crate::checkpoint::Checkpoint;
 use crate::error::{io_err, Result};
-use crate::op_ids::ids_file_name;
-use crate::segment::{index_file_name, segment_file_name};
+use crate::format::segment::{index_file_name, segment_file_name};
+use crate::io::backend::Backend;
+use crate::oplog::checkpoint::Checkpoint;
+use crate::oplog::op_ids::ids_file_name;
 use crate::stream::Stream;
 
-pub use crate::segment::ARCHIVE_DIR;
+pub use crate::format::segment::ARCHIVE_DIR;
 const MARKER_FILE: &str = "archive.json";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ pub struct Archived {
 
 /// The first seq of the live log, if segments were archived.
 pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> Option<u64> {
-    let bytes = crate::backend::read_small_file(backend, &dir.join(MARKER_FILE), 4096)?;
+    let bytes = crate::io::backend::read_small_file(backend, &dir.join(MARKER_FILE), 4096)?;
     serde_json::from_slice::<Marker>(&bytes)
         .ok()
         .map(|m| m.live_from_seq)
@@ -48,7 +48,7 @@ pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> Option<u64> {
 
 fn write_marker(backend: &dyn Backend, dir: &Path, live_from_seq: u64) -> Result<()> {
     let bytes = serde_json::to_vec(&Marker { live_from_seq }).expect("a marker serialises");
-    crate::backend::replace_file(backend, dir, MARKER_FILE, &bytes)
+    crate::io::backend::replace_file(backend, dir, MARKER_FILE, &bytes)
 }
 
 impl Stream {
@@ -100,7 +100,7 @@ impl Stream {
         let live_from_seq = segments[moving.len()].header.first_seq;
         debug_assert!(last_moving.header.first_seq < live_from_seq);
         for segment in &moving {
-            crate::op_ids::persist_before_archive(self, segment)?;
+            crate::oplog::op_ids::persist_before_archive(self, segment)?;
         }
         let backend = self.backend();
         write_marker(&**backend, self.dir(), live_from_seq)?;

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::frame::Kind;
+use crate::format::frame::Kind;
+use crate::oplog::checkpoint::Checkpoint;
 use crate::options::Durability;
 use crate::store::Store;
 use crate::stream::Stream;
@@ -284,7 +284,7 @@ impl OpLog {
 }
 
 fn parse_ops(
-    records: impl Iterator<Item = Result<crate::reader::Record>>,
+    records: impl Iterator<Item = Result<crate::log::reader::Record>>,
 ) -> impl Iterator<Item = Result<OpEntry>> {
     records.filter_map(|record| match record {
         Err(e) => Some(Err(e)),

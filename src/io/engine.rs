@@ -13,7 +13,7 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::backend::BackendFile;
+use crate::io::backend::BackendFile;
 use crate::options::{IoBackend, SyncScope};
 
 /// Batches of at least this many files on one filesystem use `syncfs`.
@@ -31,7 +31,7 @@ pub(crate) struct SyncEngine {
 enum Kind {
     Sequential,
     #[cfg(feature = "io-uring")]
-    Uring(Box<crate::sys::uring::Ring>),
+    Uring(Box<crate::io::sys::uring::Ring>),
 }
 
 /// Linux reports writeback errors through syncfs since 5.8.
@@ -50,7 +50,7 @@ impl SyncEngine {
         let (kind, fallback) = match choice {
             IoBackend::Pwrite => (Kind::Sequential, None),
             #[cfg(feature = "io-uring")]
-            IoBackend::IoUring => match crate::sys::uring::Ring::new() {
+            IoBackend::IoUring => match crate::io::sys::uring::Ring::new() {
                 Ok(ring) => (Kind::Uring(Box::new(ring)), None),
                 Err(e) => (
                     Kind::Sequential,

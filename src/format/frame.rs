@@ -20,6 +20,8 @@
 //! `docs/FORMAT.md` is the authority; this comment mirrors it.
 
 use zerocopy::little_endian::{U16, U32, U64};
+
+use crate::error::{Error, Result};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// The fixed-width header that precedes every payload.
@@ -51,6 +53,25 @@ const _: () = assert!(FRAME_HEADER_LEN == 44);
 /// of the current open: that option limits new appends only, so a store
 /// reopened with a lower limit still reads every record written before.
 pub const PAYLOAD_LEN_LIMIT: usize = (1 << 31) - FRAME_HEADER_LEN;
+
+/// The largest Lamport timestamp a record may hold (docs/FORMAT.md: below
+/// 2^63). It is the one Lamport bound: an observed timestamp is accepted
+/// wherever it comes from (`append_observed`, a merge, `insert_op`) exactly
+/// when the record stamped after it stays within this.
+pub const LAMPORT_MAX: u64 = (1 << 63) - 1;
+
+/// The Lamport merge rule: a record that observed `observed` on a stream
+/// whose clock is `clock` is stamped after both, or refused past the bound.
+pub(crate) fn stamp_after(clock: u64, observed: u64) -> Result<u64> {
+    let seen = clock.max(observed);
+    if seen >= LAMPORT_MAX {
+        return Err(Error::LamportOutOfRange {
+            observed,
+            max: LAMPORT_MAX - 1,
+        });
+    }
+    Ok(seen + 1)
+}
 
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

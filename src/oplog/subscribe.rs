@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::commit::{StreamLog, Waited};
 use crate::error::Result;
-use crate::reader::{From, Iter, Record};
+use crate::log::commit::{StreamLog, Waited};
+use crate::log::reader::{From, Iter, Record};
 use crate::stream::Stream;
 
 /// Records of a stream from a given seq on, each yielded once it is on
@@ -93,8 +93,8 @@ impl Iterator for Subscription {
 impl Stream {
     /// Records from `seq` on, each yielded once it is durable, waiting for
     /// new ones (woken by the writer) when there are none. A read-only store
-    /// has no writer to wait for: [`Error::ReadOnly`]. Like an iterator, it
-    /// yields every seq in order or ends with [`Error::Archived`] for the
+    /// has no writer to wait for: [`Error::ReadOnly`](crate::Error::ReadOnly). Like an iterator, it
+    /// yields every seq in order or ends with [`Error::Archived`](crate::Error::Archived) for the
     /// first one archived before it could read it.
     ///
     /// ```

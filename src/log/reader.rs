@@ -6,8 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{CorruptionKind, Result};
-use crate::frame::Kind;
-use crate::segment::{corruption_kind, Segment, SegmentList, SEGMENT_HEADER_LEN};
+use crate::format::frame::Kind;
+use crate::format::segment::SEGMENT_HEADER_LEN;
+use crate::log::segment::{corruption_kind, Segment, SegmentList};
 
 /// One record read back from a stream.
 ///
@@ -272,7 +273,7 @@ impl Iter {
                     },
                 ));
             }
-            let start = self.offset as usize + crate::frame::FRAME_HEADER_LEN;
+            let start = self.offset as usize + crate::format::frame::FRAME_HEADER_LEN;
             let record = Record {
                 seq: frame.meta.seq,
                 lamport: frame.meta.lamport,

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::frame::Kind;
-use crate::reader::{Iter, Record};
+use crate::format::frame::Kind;
+use crate::io::backend::Backend;
+use crate::log::reader::{Iter, Record};
 use crate::stream::Stream;
 
 /// Name of the derived file beside a stream's segments.
@@ -76,7 +76,7 @@ impl Checkpoint {
 
 /// Read `checkpoint.json`; `None` if missing or not a checkpoint.
 pub(crate) fn read_file(backend: &dyn Backend, dir: &Path) -> Option<Checkpoint> {
-    let bytes = crate::backend::read_small_file(
+    let bytes = crate::io::backend::read_small_file(
         backend,
         &dir.join(CHECKPOINT_FILE),
         4 * SNAPSHOT_ID_LEN_MAX as u64,
@@ -89,7 +89,7 @@ pub(crate) fn read_file(backend: &dyn Backend, dir: &Path) -> Option<Checkpoint>
 fn write_file(backend: &dyn Backend, dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint serialises");
     bytes.push(b'\n');
-    crate::backend::replace_file(backend, dir, CHECKPOINT_FILE, &bytes)
+    crate::io::backend::replace_file(backend, dir, CHECKPOINT_FILE, &bytes)
 }
 
 /// A stream's derived files have one writer at a time: the holder of the

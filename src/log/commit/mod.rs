@@ -24,13 +24,16 @@
 //! later appends get `Error::Poisoned`; reopening recovers from what is on
 //! disk.
 
+pub(crate) mod poison;
+pub(crate) mod syncer;
+
 use crate::error::{Error, Result};
-use crate::frame::Kind;
-use crate::poison::Poison;
-use crate::segment::Published;
-use crate::sync::{Arc, AtomicBool, AtomicU64, Event, Mutex, Ordering};
-use crate::syncer::{SyncTarget, Syncable, Syncer, SyncerShared};
-use crate::writer::{Appended, Chunk, Encoder, Pos, SegmentIo, WriterLimits};
+use crate::format::frame::Kind;
+use crate::log::segment::Published;
+use crate::log::sync::{Arc, AtomicBool, AtomicU64, Event, Mutex, Ordering};
+use crate::log::writer::{Appended, Chunk, Encoder, Pos, SegmentIo, WriterLimits};
+use poison::Poison;
+use syncer::{SyncTarget, Syncable, Syncer, SyncerShared};
 
 /// How a wait for a durable record ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use crate::backend::BackendFile;
-use crate::engine::SyncEngine;
-use crate::options::{IoBackend, SyncScope};
-use crate::poison::Poison;
-use crate::sync::{
+use crate::io::backend::BackendFile;
+use crate::io::engine::SyncEngine;
+use crate::log::commit::poison::Poison;
+use crate::log::sync::{
     thread, Arc, AtomicBool, AtomicU64, Clock, Condvar, JoinHandle, Mutex, MutexGuard, Ordering,
     Weak,
 };
-use crate::writer::Pos;
+use crate::log::writer::Pos;
+use crate::options::{IoBackend, SyncScope};
 
 /// Counters of the I/O the commit protocol issued, for [`Store::stats`](crate::Store::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

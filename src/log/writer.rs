@@ -12,16 +12,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::backend::{BackendFile, OpenMode};
-use crate::clock::now_us;
 use crate::error::{io_err, Error, Result};
-use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
-use crate::index::{self, Seal, SparseIndex, INDEX_HEADER_LEN};
-use crate::map_cache::MapCache;
-use crate::segment::{
-    index_file_name, new_salt, segment_file_name, Published, Segment, SegmentHeader, SegmentList,
-    SEGMENT_HEADER_LEN,
+use crate::format::frame::stamp_after;
+use crate::format::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
+use crate::format::index::{self, Seal, INDEX_HEADER_LEN};
+use crate::format::segment::{
+    index_file_name, segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN,
 };
+use crate::io::backend::{BackendFile, OpenMode};
+use crate::log::clock::now_us;
+use crate::log::index::{self as index_file, SparseIndex};
+use crate::log::map_cache::MapCache;
+use crate::log::segment::{new_salt, Published, Segment, SegmentList};
 
 /// Smallest and largest step by which a segment file is preallocated. A
 /// step is written with zeros while appenders wait, and the next sync
@@ -39,25 +41,6 @@ pub(crate) struct WriterLimits {
     pub segment_bytes_max: u64,
     pub index_interval_bytes: u64,
     pub batch_bytes_max: u64,
-}
-
-/// The largest Lamport timestamp a record may hold (docs/FORMAT.md: below
-/// 2^63). It is the one Lamport bound: an observed timestamp is accepted
-/// wherever it comes from (`append_observed`, a merge, `insert_op`) exactly
-/// when the record stamped after it stays within this.
-pub const LAMPORT_MAX: u64 = (1 << 63) - 1;
-
-/// The Lamport merge rule: a record that observed `observed` on a stream
-/// whose clock is `clock` is stamped after both, or refused past the bound.
-pub(crate) fn stamp_after(clock: u64, observed: u64) -> Result<u64> {
-    let seen = clock.max(observed);
-    if seen >= LAMPORT_MAX {
-        return Err(Error::LamportOutOfRange {
-            observed,
-            max: LAMPORT_MAX - 1,
-        });
-    }
-    Ok(seen + 1)
 }
 
 /// What an append was assigned.
@@ -387,12 +370,12 @@ impl SegmentIo {
         active.attach(file.clone());
         let index_path = dir.join(index_file_name(active.header.first_seq));
         let index_bytes = index::encode_file(
-            &active.index.read(),
+            active.index.read().entries(),
             None,
             active.header.salt,
             active.header.first_seq,
         );
-        let index_file = index::write_file(&*backend, &index_path, &index_bytes);
+        let index_file = index_file::write_file(&*backend, &index_path, &index_bytes);
         Ok(SegmentIo {
             cache,
             dir,
@@ -525,7 +508,8 @@ impl SegmentIo {
         let first_seq = next.header.first_seq;
         let index_path = self.dir.join(index_file_name(first_seq));
         let index_header = index::encode_header(next.header.salt, first_seq);
-        self.index_file = index::write_file(&**self.cache.backend(), &index_path, &index_header);
+        self.index_file =
+            index_file::write_file(&**self.cache.backend(), &index_path, &index_header);
         self.index_len = INDEX_HEADER_LEN as u64;
         self.file = file;
         self.allocated = allocated;

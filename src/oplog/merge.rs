@@ -6,10 +6,10 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::frame::frame_len;
-use crate::reader::{Iter, Record};
+use crate::format::frame::frame_len;
+use crate::format::frame::stamp_after;
+use crate::log::reader::{Iter, Record};
 use crate::stream::Stream;
-use crate::writer::stamp_after;
 
 /// A record and the stream it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,8 @@
 //! ```
 
 use crate::error::{io_err, Result};
-use crate::frame::Kind;
-use crate::segment::Segment;
+use crate::format::frame::Kind;
+use crate::log::segment::Segment;
 use crate::stream::Stream;
 
 const IDS_MAGIC: [u8; 8] = *b"LAMPIDS\n";
@@ -256,9 +256,9 @@ fn decode_ids(bytes: &[u8]) -> Option<IdsFile> {
 fn read_ids(stream: &Stream, segment: &Segment) -> Option<Vec<(u64, u64)>> {
     let path = stream.dir().join(ids_file_name(segment.header.first_seq));
     // A segment holds at most one record per smallest frame.
-    let records_max = segment.end() / crate::frame::frame_len(1) as u64 + 1;
+    let records_max = segment.end() / crate::format::frame::frame_len(1) as u64 + 1;
     let len_max = (HEADER_LEN + 4) as u64 + records_max * PAIR_LEN as u64;
-    let bytes = crate::backend::read_small_file(&**stream.backend(), &path, len_max)?;
+    let bytes = crate::io::backend::read_small_file(&**stream.backend(), &path, len_max)?;
     let file = decode_ids(&bytes)?;
     let tip = segment.published();
     let describes = file.salt == segment.header.salt
@@ -271,13 +271,13 @@ fn read_ids(stream: &Stream, segment: &Segment) -> Option<Vec<(u64, u64)>> {
 /// The pairs of every `.ids` file in `archive/` (moved there with their
 /// segments, which are sealed for good), for ops before the live log.
 fn read_archived_ids(stream: &Stream) -> Vec<(u64, u64)> {
-    let dir = stream.dir().join(crate::segment::ARCHIVE_DIR);
+    let dir = stream.dir().join(crate::format::segment::ARCHIVE_DIR);
     let live_from = stream.first_seq();
     let backend = stream.backend();
     let names = backend.list_dir(&dir).unwrap_or_default();
     let mut pairs = Vec::new();
     for name in names.iter().filter(|n| n.ends_with(".ids")) {
-        let bytes = crate::backend::read_small_file(&**backend, &dir.join(name), 1 << 32);
+        let bytes = crate::io::backend::read_small_file(&**backend, &dir.join(name), 1 << 32);
         if let Some(file) = bytes.as_deref().and_then(decode_ids) {
             pairs.extend(file.pairs.into_iter().filter(|&(_, s)| s < live_from));
         }
@@ -303,7 +303,7 @@ pub(crate) fn persist_before_archive(stream: &Stream, segment: &Segment) -> Resu
             }
         }
         let _ = stream.backend().remove_file(&path);
-        return crate::backend::write_new_file(
+        return crate::io::backend::write_new_file(
             &**stream.backend(),
             &path,
             &encode_ids(segment, &pairs),
@@ -311,14 +311,14 @@ pub(crate) fn persist_before_archive(stream: &Stream, segment: &Segment) -> Resu
     }
     let file = stream
         .backend()
-        .open(&path, crate::backend::OpenMode::Read)
+        .open(&path, crate::io::backend::OpenMode::Read)
         .map_err(io_err("open", &path))?;
     file.sync_data().map_err(io_err("fdatasync", &path))
 }
 
 fn write_ids(stream: &Stream, segment: &Segment, pairs: &[(u64, u64)]) -> Option<()> {
     let path = stream.dir().join(ids_file_name(segment.header.first_seq));
-    crate::index::write_file(&**stream.backend(), &path, &encode_ids(segment, pairs)).map(drop)
+    crate::log::index::write_file(&**stream.backend(), &path, &encode_ids(segment, pairs)).map(drop)
 }
 
 fn encode_ids(segment: &Segment, pairs: &[(u64, u64)]) -> Vec<u8> {

@@ -13,18 +13,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, BackendFile, OpenMode};
 use crate::error::{io_err, CorruptionKind, Error, Result};
-use crate::frame;
-use crate::index::{self, IndexEntry, ParsedIndex, Seal, SparseIndex};
-use crate::map_cache::MapCache;
-use crate::options::{Options, RecoveryMode};
-use crate::quarantine::{self, Cut, CutReason};
-use crate::scan::{durable_after, scan, Cursor};
-use crate::segment::{
-    index_file_name, parse_segment_file_name, segment_file_name, HeaderError, Published, Segment,
-    SegmentHeader, SEGMENT_HEADER_LEN,
+use crate::format::frame;
+use crate::format::index::{self, IndexEntry, ParsedIndex, Seal};
+use crate::format::segment::{
+    index_file_name, parse_segment_file_name, segment_file_name, HeaderError, SegmentHeader,
+    SEGMENT_HEADER_LEN,
 };
+use crate::io::backend::{Backend, BackendFile, OpenMode};
+use crate::log::index::{self as index_file, SparseIndex};
+use crate::log::map_cache::MapCache;
+use crate::log::quarantine::{self, Cut, CutReason};
+use crate::log::scan::{durable_after, scan, Cursor};
+use crate::log::segment::{Published, Segment};
+use crate::options::{Options, RecoveryMode};
 
 /// What recovery found in one stream.
 #[derive(Debug)]
@@ -358,7 +360,7 @@ impl Recovery<'_> {
                 return Err(Error::UnsupportedVersion {
                     path: path.into(),
                     found,
-                    supported: crate::segment::FORMAT_VERSION,
+                    supported: crate::format::segment::FORMAT_VERSION,
                 })
             }
             // A segment is created, synced, and only then written to, so a
@@ -403,7 +405,8 @@ impl Recovery<'_> {
         let index_path = self.dir.join(index_file_name(first_seq));
         let index_max = (len / self.opts.index_interval_bytes + 2) * index::INDEX_ENTRY_LEN as u64
             + index::INDEX_HEADER_LEN as u64;
-        let parsed = index::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
+        let parsed =
+            index_file::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
         let checked = if is_last {
             let (checked, seen) = self.scan_tail_settled(&*file, path, bytes, &header, parsed)?;
             bytes = seen;
@@ -525,10 +528,10 @@ impl Recovery<'_> {
                 ts_us_max: sparse.ts_us_max(),
                 end: p.end,
             };
-            index::write_file(
+            index_file::write_file(
                 self.backend,
                 index_path,
-                &index::encode_file(sparse, Some(&seal), h.salt, h.first_seq),
+                &index::encode_file(sparse.entries(), Some(&seal), h.salt, h.first_seq),
             );
         }
         Ok(found)

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::Backend;
-use crate::clock::now_us;
 use crate::error::{io_err, CorruptionKind, Result};
+use crate::io::backend::Backend;
+use crate::log::clock::now_us;
 
 /// Name of the per-stream folder that holds cut bytes.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -82,7 +82,7 @@ pub(crate) fn keep_bytes(
 ) -> Result<PathBuf> {
     let dir = quarantine_dir(backend, stream_dir)?;
     let path = dir.join(target_name(segment, offset));
-    crate::backend::write_new_file(backend, &path, bytes)?;
+    crate::io::backend::write_new_file(backend, &path, bytes)?;
     backend
         .sync_dir(&dir)
         .map_err(io_err("fsync directory", &dir))?;

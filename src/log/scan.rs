@@ -3,9 +3,11 @@
 //! proof that damaged bytes had been synced (docs/FORMAT.md, "Recovery").
 
 use crate::error::CorruptionKind;
-use crate::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
-use crate::index::{IndexEntry, IndexMark, SparseIndex};
-use crate::segment::{corruption_kind, Published, SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::format::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
+use crate::format::index::IndexEntry;
+use crate::format::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::log::index::{IndexMark, SparseIndex};
+use crate::log::segment::{corruption_kind, Published};
 
 /// Where a scan stands: the next frame expected at `offset`.
 #[derive(Debug, Clone, Copy)]

@@ -18,8 +18,8 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, OpenMode};
-use crate::sync::Mutex;
+use crate::io::backend::{Backend, OpenMode};
+use crate::log::sync::Mutex;
 
 /// One segment's view of its bytes, which the cache may drop. (Its lock is
 /// the loom shim's: the model of rolls reads through it.)
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_views_are_dropped_beyond_the_bound() {
-        let cache = MapCache::new(Arc::new(crate::backend::StdBackend), 3);
+        let cache = MapCache::new(Arc::new(crate::io::backend::StdBackend), 3);
         let views: Vec<_> = (0..3).map(|_| mapped(&cache)).collect();
         cache.touch(&views[0]);
         let fourth = mapped(&cache);

@@ -4,9 +4,9 @@
 //! torn; this checks everything.
 
 use crate::error::{CorruptionKind, Result};
-use crate::index::SparseIndex;
-use crate::scan::{scan, Cursor};
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::format::segment::SEGMENT_HEADER_LEN;
+use crate::log::index::SparseIndex;
+use crate::log::scan::{scan, Cursor};
 use crate::store::Store;
 use crate::stream::Stream;
 
@@ -49,7 +49,7 @@ impl Stream {
             }
             let end = segment.end();
             let bytes = segment.bytes(end)?;
-            let header = crate::segment::SegmentHeader::decode(&bytes).ok();
+            let header = crate::format::segment::SegmentHeader::decode(&bytes).ok();
             if header.as_ref() != Some(h) {
                 return Err(segment.corruption(0, CorruptionKind::BadHeader("changed since open")));
             }
