@@ -64,6 +64,12 @@ impl SparseIndex {
         if !due {
             return None;
         }
+        if let Some(last) = self.entries.last() {
+            assert!(
+                seq > last.seq && lamport > last.lamport && offset > last.offset,
+                "index points grow in seq, Lamport and offset"
+            );
+        }
         let entry = IndexEntry {
             seq,
             lamport,

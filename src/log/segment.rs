@@ -111,7 +111,12 @@ impl Segment {
 
     /// Make `[0, p.end)` visible to readers. The bytes must already be written.
     pub fn publish(&self, p: Published) {
-        *self.published.lock() = p;
+        let mut published = self.published.lock();
+        assert!(
+            p.end >= published.end && p.last_seq >= published.last_seq,
+            "a segment's published end only moves forward ({published:?} -> {p:?})"
+        );
+        *published = p;
         self.end.store(p.end, Ordering::Release);
     }
 
@@ -250,7 +255,15 @@ impl SegmentList {
     }
 
     pub fn push(&self, segment: Arc<Segment>) {
-        self.list.write().push(segment);
+        let mut list = self.list.write();
+        if let Some(last) = list.last() {
+            assert_eq!(
+                segment.header.first_seq,
+                last.published().last_seq + 1,
+                "a new segment starts right after the last record of the one before"
+            );
+        }
+        list.push(segment);
     }
 
     pub fn first(&self) -> Option<Arc<Segment>> {

@@ -282,6 +282,12 @@ impl Encoder {
             continues,
             indexable,
         } = new;
+        if kind.is_record() {
+            assert!(
+                seq == self.tip.last_seq + 1 && lamport > self.tip.last_lamport,
+                "the encoder stamps seq + 1 and a larger Lamport"
+            );
+        }
         let offset = self.tip.end;
         // The header of a segment is on disk before any frame is written to it.
         let durable_end = self

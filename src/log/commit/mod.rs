@@ -415,6 +415,10 @@ impl StreamLog {
     }
 
     fn set_durable(&self, pos: Pos, seq: u64) {
+        assert!(
+            pos <= self.written.load(Ordering::Acquire),
+            "durable never passes written: a sync covers only what was written before it began"
+        );
         self.encoder.lock().encoder.note_durable(pos);
         self.durable.fetch_max(pos, Ordering::AcqRel);
         self.durable_seq.fetch_max(seq, Ordering::AcqRel);
