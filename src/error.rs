@@ -54,6 +54,22 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A snapshot id outside 1 to 1024 bytes.
+    #[error("invalid snapshot id {id:?}: {reason}")]
+    InvalidSnapshotId {
+        /// The rejected id (its first 64 characters).
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A merge whose target is one of its sources.
+    #[error("stream {name:?} cannot be both a source and the target of a merge")]
+    MergeTargetIsSource {
+        /// The stream named as both.
+        name: String,
+    },
+
     /// A payload that is not exactly one JSON value.
     #[error("invalid JSON payload: {message}")]
     InvalidJson {
@@ -176,6 +192,21 @@ pub enum Error {
         /// A description of the failure that poisoned the store.
         cause: String,
     },
+}
+
+impl Error {
+    /// A payload that is not the JSON expected, located where serde_json
+    /// found the problem; `context` (if not empty) says which payload.
+    pub(crate) fn invalid_json(e: &serde_json::Error, context: &str) -> Error {
+        Error::InvalidJson {
+            line: e.line(),
+            column: e.column(),
+            message: match context {
+                "" => e.to_string(),
+                context => format!("{context}: {e}"),
+            },
+        }
+    }
 }
 
 /// What is wrong with damaged data, in [`Error::Corruption`].

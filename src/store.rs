@@ -374,9 +374,8 @@ impl Store {
     /// then keep a prefix of whole batches.
     pub fn merge_into(&self, sources: &[&str], target: &str) -> Result<u64> {
         if sources.contains(&target) {
-            return Err(Error::InvalidName {
+            return Err(Error::MergeTargetIsSource {
                 name: target.to_string(),
-                reason: "a merge target cannot be one of its sources",
             });
         }
         let sources = self.sources(sources)?;

@@ -101,11 +101,7 @@ fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(payload)
         .map(|_| ())
-        .map_err(|e| Error::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })
+        .map_err(|e| Error::invalid_json(&e, ""))
 }
 
 impl Stream {

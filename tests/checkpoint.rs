@@ -185,6 +185,12 @@ fn snapshot_ids_that_need_json_escapes_round_trip() {
             assert_eq!(s.latest_checkpoint().unwrap(), Some(c.clone()));
             assert_eq!(s.replay_since_checkpoint().unwrap().count(), 0, "{id:?}");
         }
+        for bad in [String::new(), "x".repeat(1025)] {
+            assert!(matches!(
+                s.checkpoint(&bad),
+                Err(lamplog::Error::InvalidSnapshotId { .. })
+            ));
+        }
         let listed: Vec<String> = s
             .checkpoints()
             .unwrap()

@@ -95,7 +95,7 @@ fn merge_into_writes_the_order_with_a_clock_after_every_source() {
     assert!(records.windows(2).all(|w| w[0].lamport() < w[1].lamport()));
     assert!(matches!(
         store.merge_into(&names, "agent-a"),
-        Err(Error::InvalidName { .. })
+        Err(Error::MergeTargetIsSource { .. })
     ));
     assert!(matches!(
         store.merge(&["agent-a", "nobody"]),

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use lamplog::op::{list_sessions, NewOp, OpEntry, OpLog};
+use lamplog::op::{NewOp, OpEntry, OpLog};
 use lamplog::Durability;
 use serde_json::value::RawValue;
 
@@ -121,7 +121,7 @@ fn ops_are_stamped_stored_unchanged_and_sliced_by_domain() {
     assert_eq!(ops.len(), 7);
     assert_eq!(ops[0], first);
     assert!(ops.iter().all(|o| o.op_id == o.compute_id()));
-    assert_eq!(list_sessions(&store), vec!["session-1"]);
+    assert_eq!(store.streams(), vec!["session-1"]);
 }
 
 fn op_numbered(i: u64) -> OpEntry {

@@ -161,8 +161,8 @@ impl Stream {
     /// ```
     pub fn checkpoint(&self, snapshot_id: &str) -> Result<Checkpoint> {
         if snapshot_id.is_empty() || snapshot_id.len() > SNAPSHOT_ID_LEN_MAX {
-            return Err(Error::InvalidName {
-                name: snapshot_id.chars().take(64).collect(),
+            return Err(Error::InvalidSnapshotId {
+                id: snapshot_id.chars().take(64).collect(),
                 reason: "a snapshot id has 1 to 1024 bytes",
             });
         }

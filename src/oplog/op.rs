@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::format::frame::Kind;
 use crate::oplog::checkpoint::Checkpoint;
 use crate::options::Durability;
-use crate::store::Store;
 use crate::stream::Stream;
 
 /// One operation, as stored (one JSON object per record).
@@ -106,12 +105,8 @@ pub struct NewOp {
 impl NewOp {
     /// A root op by `actor_id` in `domain`; `domain_op` must be JSON.
     pub fn new(actor_id: &str, domain: &str, domain_op: &str) -> Result<NewOp> {
-        let domain_op =
-            RawValue::from_string(domain_op.to_string()).map_err(|e| Error::InvalidJson {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let domain_op = RawValue::from_string(domain_op.to_string())
+            .map_err(|e| Error::invalid_json(&e, ""))?;
         Ok(NewOp {
             actor_id: actor_id.to_string(),
             parent_op_ids: Vec::new(),
@@ -289,19 +284,9 @@ fn parse_ops(
     records.filter_map(|record| match record {
         Err(e) => Some(Err(e)),
         Ok(r) if r.kind() != Kind::Data => None,
-        Ok(r) => {
-            Some(
-                serde_json::from_slice::<OpEntry>(r.payload()).map_err(|e| Error::InvalidJson {
-                    line: e.line(),
-                    column: e.column(),
-                    message: format!("record {} is not an op: {e}", r.seq()),
-                }),
-            )
-        }
+        Ok(r) => Some(
+            serde_json::from_slice::<OpEntry>(r.payload())
+                .map_err(|e| Error::invalid_json(&e, &format!("record {} is not an op", r.seq()))),
+        ),
     })
-}
-
-/// The sessions (streams) of a store.
-pub fn list_sessions(store: &Store) -> Vec<String> {
-    store.streams()
 }

@@ -304,10 +304,8 @@ impl Query {
         if self.actor.is_none() && self.op.is_none() && self.domain.is_none() {
             return Ok(true);
         }
-        let fields = Fields::read(r.payload()).map_err(|e| Error::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-            message: format!("record {} cannot be queried: {e}", r.seq()),
+        let fields = Fields::read(r.payload()).map_err(|e| {
+            Error::invalid_json(&e, &format!("record {} cannot be queried", r.seq()))
         })?;
         // A filter with two field names matches when either holds the value.
         let is = |want: &Option<String>, got: [&Option<Cow<'_, str>>; 2]| {

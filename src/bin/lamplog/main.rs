@@ -143,6 +143,8 @@ impl From<Error> for Failure {
         let code = match e {
             Error::InvalidJson { .. }
             | Error::InvalidName { .. }
+            | Error::InvalidSnapshotId { .. }
+            | Error::MergeTargetIsSource { .. }
             | Error::RecordTooLarge { .. }
             | Error::InvalidOptions(_)
             | Error::StreamNotFound { .. }
