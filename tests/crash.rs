@@ -149,6 +149,10 @@ fn concurrent_workload(disk: &SimDisk, threads: u64, records: u64) -> Vec<Ack> {
 #[test]
 fn every_operation_of_a_concurrent_workload_recovers() {
     let disk = SimDisk::default();
+    // Syncs that take time, as real ones do: `.ci/mutants` relies on this
+    // test to catch a Sync append acknowledged before its sync, which it
+    // can only see if the acknowledgement comes before the sync lands.
+    disk.set_sync_time(std::time::Duration::from_micros(300));
     let acked = concurrent_workload(&disk, 4, 40);
     let points: Vec<usize> = (1..=disk.ops()).collect();
     let fates = [

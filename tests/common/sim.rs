@@ -35,6 +35,8 @@ struct State {
     /// The durable state the log starts from (a crash image's contents).
     base_names: BTreeMap<PathBuf, usize>,
     base_files: Vec<Vec<u8>>,
+    /// How long an fdatasync takes (none unless a test sets it).
+    sync_time: std::time::Duration,
 }
 
 /// An I/O failure the disk can inject.
@@ -98,6 +100,14 @@ impl SimDisk {
         let mut state = self.0.lock().unwrap();
         let at = state.io_count + n;
         state.fault = Some((fault, at));
+    }
+
+    /// Make every file fdatasync take `t` of wall time, as a real one does
+    /// (about 0.25 ms here): a thread acknowledged by a write, not a sync,
+    /// then records its acknowledgement before the sync lands, so crash
+    /// images catch it whatever the machine's load.
+    pub fn set_sync_time(&self, t: std::time::Duration) {
+        self.0.lock().unwrap().sync_time = t;
     }
 
     /// Stop injecting faults ("space was freed").
@@ -432,6 +442,10 @@ impl BackendFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let sync_time = self.disk.0.lock().unwrap().sync_time;
+        if !sync_time.is_zero() {
+            std::thread::sleep(sync_time);
+        }
         let mut state = self.disk.0.lock().unwrap();
         if state.fires(false) {
             // The kernel may have dropped the dirty pages: what the sync
