@@ -1,0 +1,281 @@
+//! The files of one stream's writer: it writes encoded chunks, keeps the
+//! sparse index, creates segments and syncs before a roll.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{io_err, Result};
+use crate::format::index::{self, Seal, INDEX_HEADER_LEN};
+use crate::format::segment::{
+    index_file_name, segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN,
+};
+use crate::io::backend::{BackendFile, OpenMode};
+use crate::log::clock::now_us;
+use crate::log::index::{self as index_file, SparseIndex};
+use crate::log::map_cache::MapCache;
+use crate::log::segment::{new_salt, Published, Segment, SegmentList};
+use crate::log::writer::{Chunk, Pos, WriterLimits};
+
+/// Smallest and largest step by which a segment file is preallocated. A
+/// step is written with zeros while appenders wait, and the next sync
+/// carries them (about 0.9 ms per MiB here), so the largest step bounds
+/// those pauses.
+const GROW_STEP_MIN: u64 = 16 << 10;
+const GROW_STEP_MAX: u64 = 1 << 20;
+/// A step is this fraction of what is allocated, so that preallocated but
+/// unused space stays below a quarter of a segment (small streams too).
+const GROW_FRACTION: u64 = 4;
+
+/// The files of one stream: the active segment and its index.
+#[derive(Debug)]
+pub(crate) struct SegmentIo {
+    cache: Arc<MapCache>,
+    dir: PathBuf,
+    limits: WriterLimits,
+    segments: Arc<SegmentList>,
+    active: Arc<Segment>,
+    file: Arc<dyn BackendFile>,
+    index_file: Option<Arc<dyn BackendFile>>,
+    index_len: u64,
+    allocated: u64,
+    /// The last record written (and published to readers).
+    written: Published,
+    /// Position of the active segment.
+    base: Pos,
+    sync_failed: bool,
+}
+
+impl SegmentIo {
+    /// Resume writing at the end of `active`, which recovery (or the
+    /// stream's creation) left whole and durable. Opens the writer's two
+    /// descriptors: the segment and its index.
+    pub fn resume(
+        cache: Arc<MapCache>,
+        dir: PathBuf,
+        limits: WriterLimits,
+        segments: Arc<SegmentList>,
+        active: Arc<Segment>,
+    ) -> Result<SegmentIo> {
+        let backend = cache.backend().clone();
+        let file = backend
+            .open(&active.path, OpenMode::ReadWrite)
+            .map_err(io_err("open", &active.path))?;
+        let allocated = file.len().map_err(io_err("stat", &active.path))?;
+        active.attach(file.clone());
+        let index_path = dir.join(index_file_name(active.header.first_seq));
+        let index_bytes = index::encode_file(
+            active.index.read().entries(),
+            None,
+            active.header.salt,
+            active.header.first_seq,
+        );
+        let index_file = index_file::write_file(&*backend, &index_path, &index_bytes);
+        Ok(SegmentIo {
+            cache,
+            dir,
+            limits,
+            segments,
+            index_len: index_bytes.len() as u64,
+            index_file,
+            written: active.published(),
+            active,
+            file,
+            allocated,
+            base: 0,
+            sync_failed: false,
+        })
+    }
+
+    pub fn active(&self) -> &Arc<Segment> {
+        &self.active
+    }
+
+    /// The active segment's file.
+    pub fn file(&self) -> &Arc<dyn BackendFile> {
+        &self.file
+    }
+
+    /// The last record written.
+    pub fn written(&self) -> Published {
+        self.written
+    }
+
+    /// The end of the last frame written.
+    pub fn written_pos(&self) -> Pos {
+        self.base + self.written.end
+    }
+
+    /// Write a chunk (creating its segment first if it rolls), then publish
+    /// it to readers. Returns, for a roll, the position and seq that the
+    /// roll made durable (everything before the new segment).
+    pub fn write(&mut self, chunk: Chunk) -> Result<Option<(Pos, u64)>> {
+        let rolled = match chunk.roll {
+            Some(header) => Some(self.roll(header)?),
+            None => None,
+        };
+        debug_assert_eq!(
+            chunk.offset, self.written.end,
+            "chunks are written in order"
+        );
+        let end = chunk.offset + chunk.bytes.len() as u64;
+        self.grow_to(end)?;
+        self.file
+            .write_all_at(&chunk.bytes, chunk.offset)
+            .map_err(io_err("write", &self.active.path))?;
+        let salt = self.active.header.salt;
+        for f in &chunk.frames {
+            let entry =
+                self.active
+                    .index
+                    .write()
+                    .observe(f.seq, f.lamport, f.ts_us, f.offset, f.indexable);
+            if let Some(entry) = entry {
+                self.write_index_bytes(&index::encode_entry(&entry, salt));
+            }
+        }
+        self.written = chunk.tip;
+        self.active.publish(chunk.tip);
+        Ok(rolled)
+    }
+
+    /// fdatasync the active segment (before a roll).
+    fn sync(&mut self) -> Result<()> {
+        let synced = self.file.sync_data();
+        self.sync_failed |= synced.is_err();
+        synced.map_err(io_err("fdatasync", &self.active.path))
+    }
+
+    /// Whether one of the writer's own fdatasyncs failed. That is fatal for
+    /// the store, as a failed sync of the syncer is: the kernel may have
+    /// dropped dirty pages that a later sync of the same file would then
+    /// report as durable.
+    pub fn sync_failed(&self) -> bool {
+        self.sync_failed
+    }
+
+    fn grow_to(&mut self, needed: u64) -> Result<()> {
+        if needed <= self.allocated {
+            return Ok(());
+        }
+        let step = (self.allocated / GROW_FRACTION).clamp(GROW_STEP_MIN, GROW_STEP_MAX);
+        let target = needed
+            .max(self.allocated + step)
+            .min(self.limits.segment_bytes_max);
+        self.file
+            .allocate(target)
+            .map_err(io_err("preallocate", &self.active.path))?;
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Best effort: the index is derived data, so a failed index write only
+    /// means recovery rebuilds it from the segment.
+    fn write_index_bytes(&mut self, bytes: &[u8]) {
+        let Some(file) = &self.index_file else { return };
+        if file.write_all_at(bytes, self.index_len).is_ok() {
+            self.index_len += bytes.len() as u64;
+        } else {
+            self.index_file = None;
+        }
+    }
+
+    /// Seal the active segment and create the next one.
+    fn roll(&mut self, header: SegmentHeader) -> Result<(Pos, u64)> {
+        // The new segment's existence must imply that this one is complete
+        // on disk: recovery treats any damage in a sealed segment as corruption.
+        self.sync()?;
+        let durable = (self.written_pos(), self.written.last_seq);
+        let (next, file, allocated) = create_segment(&self.cache, &self.dir, header, self.limits)?;
+        let seal = Seal {
+            last_seq: self.written.last_seq,
+            last_lamport: self.written.last_lamport,
+            ts_us_max: self.active.index.read().ts_us_max(),
+            end: self.written.end,
+        };
+        self.write_index_bytes(&index::encode_seal(&seal, self.active.header.salt));
+        // List the next segment before sealing this one, so that a sealed
+        // segment always has a successor. (Readers do not depend on the
+        // order: they stop at `last_seq`, which advances only once the next
+        // segment's records are published; the loom model of rolls checks it.)
+        self.segments.push(next.clone());
+        self.active.seal();
+        let first_seq = next.header.first_seq;
+        let index_path = self.dir.join(index_file_name(first_seq));
+        let index_header = index::encode_header(next.header.salt, first_seq);
+        self.index_file =
+            index_file::write_file(&**self.cache.backend(), &index_path, &index_header);
+        self.index_len = INDEX_HEADER_LEN as u64;
+        self.file = file;
+        self.allocated = allocated;
+        self.base += self.written.end;
+        self.written = next.published();
+        self.active = next;
+        Ok(durable)
+    }
+}
+
+/// Create a segment file, make it and its directory entry durable, and
+/// return it ready for writing with its file and length.
+fn create_segment(
+    cache: &Arc<MapCache>,
+    dir: &std::path::Path,
+    header: SegmentHeader,
+    limits: WriterLimits,
+) -> Result<(Arc<Segment>, Arc<dyn BackendFile>, u64)> {
+    let backend = &**cache.backend();
+    let path = dir.join(segment_file_name(header.first_seq));
+    let file = backend
+        .open(&path, OpenMode::CreateNew)
+        .map_err(io_err("create", &path))?;
+    let initial = GROW_STEP_MIN
+        .min(limits.segment_bytes_max)
+        .max(SEGMENT_HEADER_LEN as u64);
+    let written = file
+        .allocate(initial)
+        .and_then(|()| file.write_all_at(&header.encode(), 0))
+        .and_then(|()| file.sync_data())
+        .and_then(|()| backend.sync_dir(dir));
+    if let Err(e) = written {
+        // Nothing in the file was acknowledged; leave no half-made segment behind.
+        let _ = backend.remove_file(&path);
+        return Err(io_err("create segment", &path)(e));
+    }
+    let published = Published {
+        end: SEGMENT_HEADER_LEN as u64,
+        last_seq: header.first_seq - 1,
+        last_lamport: header.first_lamport - 1,
+        last_crc: header.prev_crc,
+    };
+    let index = SparseIndex::new(limits.index_interval_bytes);
+    let segment = Arc::new(Segment::writing(
+        path,
+        header,
+        file.clone(),
+        published,
+        index,
+        cache.clone(),
+    ));
+    Ok((segment, file, initial))
+}
+
+/// Create the first segment of the new stream `stream` in `dir`, durably:
+/// once it exists, the stream does. Its descriptor is closed; the writer
+/// opens its own when it first writes.
+pub(crate) fn create_first_segment(
+    cache: &Arc<MapCache>,
+    dir: &std::path::Path,
+    stream: &str,
+    limits: WriterLimits,
+) -> Result<Arc<Segment>> {
+    let header = SegmentHeader {
+        salt: new_salt(),
+        prev_crc: 0,
+        first_seq: 1,
+        first_lamport: 1,
+        created_us: now_us(),
+        stream: stream.to_string(),
+    };
+    let (segment, _, _) = create_segment(cache, dir, header, limits)?;
+    segment.detach();
+    Ok(segment)
+}
