@@ -1,0 +1,212 @@
+//! Recovery of one segment: its header, its place in the chain, and its
+//! records, checked through its index (sealed) or by a scan.
+
+use super::*;
+
+impl Recovery<'_> {
+    pub(super) fn open_segment(
+        &mut self,
+        path: &Path,
+        first_seq: u64,
+        prev: Option<Published>,
+        is_last: bool,
+        live_from: u64,
+    ) -> Result<Opened> {
+        let damaged = |offset, kind| {
+            Ok(Opened::Damaged(Damage {
+                offset,
+                kind,
+                good: None,
+            }))
+        };
+        let file = match self.open_file(path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::InvalidInput => {
+                return damaged(0, CorruptionKind::WrongSegment("not a regular file"));
+            }
+            other => other?,
+        };
+        let len = file.len().map_err(io_err("stat", path))?;
+        let mut bytes = self.map(&*file, path, len)?;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => h,
+            Err(HeaderError::Version(found)) => {
+                return Err(Error::UnsupportedVersion {
+                    path: path.into(),
+                    found,
+                    supported: crate::format::segment::FORMAT_VERSION,
+                })
+            }
+            // A segment is created, synced, and only then written to, so a
+            // bad header with nothing after it is an interrupted creation.
+            Err(HeaderError::Bad(_))
+                if is_last && bytes.get(SEGMENT_HEADER_LEN..).is_none_or(all_zero) =>
+            {
+                return Ok(Opened::TornCreation)
+            }
+            Err(HeaderError::Bad(what)) => return damaged(0, CorruptionKind::BadHeader(what)),
+        };
+        if header.stream != self.stream {
+            return damaged(
+                0,
+                CorruptionKind::WrongSegment("stream name differs from its folder"),
+            );
+        }
+        if header.first_seq != first_seq {
+            return damaged(
+                0,
+                CorruptionKind::WrongSegment("first seq differs from its file name"),
+            );
+        }
+        let expected = prev.map_or(first_seq.min(live_from).max(1), |p| p.last_seq + 1);
+        if first_seq != expected {
+            return damaged(
+                0,
+                CorruptionKind::SequenceGap {
+                    expected,
+                    found: first_seq,
+                },
+            );
+        }
+        if let Some(p) = prev {
+            if header.prev_crc != p.last_crc {
+                return damaged(0, CorruptionKind::BrokenChain);
+            }
+            if header.first_lamport <= p.last_lamport {
+                return damaged(0, CorruptionKind::LamportNotIncreasing);
+            }
+        }
+        let index_path = self.dir.join(index_file_name(first_seq));
+        let index_max = (len / self.opts.index_interval_bytes + 2) * index::INDEX_ENTRY_LEN as u64
+            + index::INDEX_HEADER_LEN as u64;
+        let parsed =
+            index_file::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
+        let checked = if is_last {
+            let (checked, seen) = self.scan_tail_settled(&*file, path, bytes, &header, parsed)?;
+            bytes = seen;
+            checked
+        } else {
+            match self.check_sealed(&bytes, &header, parsed) {
+                Some(found) => Ok((found, None)),
+                None => self
+                    .rebuild_sealed(&bytes, &header, &index_path)
+                    .map(|found| (found, None)),
+            }
+        };
+        let ((published, sparse), torn) = match checked {
+            Ok(outcome) => outcome,
+            Err((offset, kind, found)) => {
+                let good = Some(Good {
+                    header,
+                    file,
+                    bytes,
+                    found,
+                });
+                return Ok(Opened::Damaged(Damage { offset, kind, good }));
+            }
+        };
+        if !is_last {
+            let segment = Segment::recovered(
+                path.into(),
+                header,
+                bytes,
+                published,
+                sparse,
+                self.cache.clone(),
+            );
+            segment.seal();
+            return Ok(Opened::Segment(Arc::new(segment)));
+        }
+        match torn {
+            Some(len) => {
+                self.cut_tail(path, &*file, bytes, published.end, len, CutReason::TornTail)?
+            }
+            None => drop(bytes),
+        }
+        // Make the recovered tail durable before the writer builds on it:
+        // after a process kill its bytes may still sit only in the page cache.
+        if self.writable() {
+            file.sync_data().map_err(io_err("fdatasync", path))?;
+        }
+        // The tail holds no descriptor: a writer opens its own when it
+        // first writes, and readers map through the cache.
+        Ok(Opened::Segment(Arc::new(Segment::recovered(
+            path.into(),
+            header,
+            Bytes::new(),
+            published,
+            sparse,
+            self.cache.clone(),
+        ))))
+    }
+
+    /// Trust a sealed segment's index only if its last stretch re-decodes
+    /// to exactly the recorded end: O(index interval), not O(segment).
+    pub(super) fn check_sealed(
+        &self,
+        bytes: &[u8],
+        h: &SegmentHeader,
+        parsed: Option<ParsedIndex>,
+    ) -> Option<Found> {
+        let parsed = parsed?;
+        let seal = parsed.seal?;
+        let first = parsed.entries.first()?;
+        let last = parsed.entries.last()?;
+        if first.offset != SEGMENT_HEADER_LEN as u64
+            || first.seq != h.first_seq
+            || first.lamport < h.first_lamport
+            || seal.end > bytes.len() as u64
+        {
+            return None;
+        }
+        let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
+        sparse.load(
+            parsed.entries[..parsed.entries.len() - 1].to_vec(),
+            last.ts_us_max,
+        );
+        let (c, problem) = scan(bytes, seal.end, h.salt, Cursor::at_entry(last), &mut sparse);
+        let ok = problem.is_none()
+            && c.offset == seal.end
+            && c.next_seq - 1 == seal.last_seq
+            && c.last_lamport == seal.last_lamport;
+        ok.then(|| (c.published(h), sparse))
+    }
+
+    /// Scan a sealed segment whose index is missing or stale. It was synced
+    /// in full before the next segment existed, so anything but zeros after
+    /// its last record is corruption.
+    pub(super) fn rebuild_sealed(
+        &mut self,
+        bytes: &[u8],
+        h: &SegmentHeader,
+        index_path: &Path,
+    ) -> Checked<Found> {
+        let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
+        let (c, problem) = scan(
+            bytes,
+            bytes.len() as u64,
+            h.salt,
+            Cursor::at_header(h),
+            &mut sparse,
+        );
+        let found = (c.published(h), sparse);
+        if let Some(kind) = problem.filter(|_| !all_zero(&bytes[c.offset as usize..])) {
+            return Err((c.offset, kind, found));
+        }
+        self.indexes_rebuilt += 1;
+        if self.writable() {
+            let (p, sparse) = &found;
+            let seal = Seal {
+                last_seq: p.last_seq,
+                last_lamport: p.last_lamport,
+                ts_us_max: sparse.ts_us_max(),
+                end: p.end,
+            };
+            index_file::write_file(
+                self.backend,
+                index_path,
+                &index::encode_file(sparse.entries(), Some(&seal), h.salt, h.first_seq),
+            );
+        }
+        Ok(found)
+    }
+}
