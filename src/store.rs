@@ -29,6 +29,43 @@ use crate::oplog::merge::Merge;
 use crate::options::Options;
 use crate::stream::Stream;
 
+/// What a writable open holds: the writer lock, the folders made durable,
+/// and the store's syncer thread.
+fn take_writer(
+    backend: &dyn Backend,
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Arc<Syncer>, Arc<SharedLock>)> {
+    let streams_dir = dir.join(STREAMS_DIR);
+    backend
+        .create_dir_all(&streams_dir)
+        .map_err(io_err("create", &streams_dir))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let Some(guard) = backend
+        .try_lock(&lock_path)
+        .map_err(io_err("lock", &lock_path))?
+    else {
+        return Err(Error::Locked { path: lock_path });
+    };
+    // Make the folders' entries durable: a segment that survives a
+    // power cut must be reachable from the store's parent directory.
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for created in [dir, parent] {
+        backend
+            .sync_dir(created)
+            .map_err(io_err("fsync directory", created))?;
+    }
+    let syncer = Arc::new(Syncer::start(
+        Duration::from_micros(opts.sync_interval_us),
+        opts.io_backend,
+        opts.sync_scope,
+    ));
+    Ok((syncer, Arc::new(SharedLock::new(Some(guard)))))
+}
+
 fn is_empty_dir(backend: &dyn Backend, dir: &Path) -> bool {
     backend.list_dir(dir).is_ok_and(|names| names.is_empty())
 }
@@ -139,36 +176,9 @@ impl Store {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let streams_dir = dir.join(STREAMS_DIR);
-        let writing = if opts.read_only {
-            None
-        } else {
-            backend
-                .create_dir_all(&streams_dir)
-                .map_err(io_err("create", &streams_dir))?;
-            let lock_path = dir.join(LOCK_FILE);
-            let Some(guard) = backend
-                .try_lock(&lock_path)
-                .map_err(io_err("lock", &lock_path))?
-            else {
-                return Err(Error::Locked { path: lock_path });
-            };
-            // Make the folders' entries durable: a segment that survives a
-            // power cut must be reachable from the store's parent directory.
-            let parent = dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            for created in [dir.as_path(), parent] {
-                backend
-                    .sync_dir(created)
-                    .map_err(io_err("fsync directory", created))?;
-            }
-            let syncer = Arc::new(Syncer::start(
-                Duration::from_micros(opts.sync_interval_us),
-                opts.io_backend,
-                opts.sync_scope,
-            ));
-            Some((syncer, Arc::new(SharedLock::new(Some(guard)))))
+        let writing = match opts.read_only {
+            true => None,
+            false => Some(take_writer(&*backend, &dir, &opts)?),
         };
         let names = match backend.list_dir(&streams_dir) {
             Ok(names) => names,

@@ -107,38 +107,50 @@ impl Stream {
         // Readers learn that the segments left before their files move: one
         // whose view the cache dropped then says Archived, not NotFound.
         self.segments().drop_before(live_from_seq);
-        backend
-            .create_dir_all(&dir)
-            .map_err(io_err("create", &dir))?;
-        for segment in &moving {
-            let first = segment.header.first_seq;
-            // The segment last: a crash part way leaves its derived files
-            // either beside it or already in the archive, never orphaned
-            // beside a segment that moved.
-            for name in [
-                ids_file_name(first),
-                index_file_name(first),
-                segment_file_name(first),
-            ] {
-                let from = self.dir().join(&name);
-                match backend.rename(&from, &dir.join(&name)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io_err("rename", from)(e))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        backend
-            .sync_dir(&dir)
-            .map_err(io_err("fsync directory", &dir))?;
-        backend
-            .sync_dir(self.dir())
-            .map_err(io_err("fsync directory", self.dir()))?;
+        move_files(&**backend, self.dir(), &dir, &moving)?;
         Ok(Archived {
             segments: moving.len(),
             live_from_seq,
             dir,
         })
     }
+}
+
+/// Move `moving`'s files from the stream folder `live` into `archive`,
+/// oldest segment first, and make both folders durable. Per segment, the
+/// segment itself moves last: a crash part way leaves its derived files
+/// either beside it or already in the archive, never orphaned beside a
+/// segment that moved.
+fn move_files(
+    backend: &dyn Backend,
+    live: &Path,
+    archive: &Path,
+    moving: &[std::sync::Arc<crate::log::segment::Segment>],
+) -> Result<()> {
+    backend
+        .create_dir_all(archive)
+        .map_err(io_err("create", archive))?;
+    for segment in moving {
+        let first = segment.header.first_seq;
+        for name in [
+            ids_file_name(first),
+            index_file_name(first),
+            segment_file_name(first),
+        ] {
+            let from = live.join(&name);
+            match backend.rename(&from, &archive.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err("rename", from)(e))
+                }
+                _ => {}
+            }
+        }
+    }
+    backend
+        .sync_dir(archive)
+        .map_err(io_err("fsync directory", archive))?;
+    backend
+        .sync_dir(live)
+        .map_err(io_err("fsync directory", live))?;
+    Ok(())
 }

@@ -27,54 +27,11 @@ impl Recovery<'_> {
         };
         let len = file.len().map_err(io_err("stat", path))?;
         let mut bytes = self.map(&*file, path, len)?;
-        let header = match SegmentHeader::decode(&bytes) {
-            Ok(h) => h,
-            Err(HeaderError::Version(found)) => {
-                return Err(Error::UnsupportedVersion {
-                    path: path.into(),
-                    found,
-                    supported: crate::format::segment::FORMAT_VERSION,
-                })
-            }
-            // A segment is created, synced, and only then written to, so a
-            // bad header with nothing after it is an interrupted creation.
-            Err(HeaderError::Bad(_))
-                if is_last && bytes.get(SEGMENT_HEADER_LEN..).is_none_or(all_zero) =>
-            {
-                return Ok(Opened::TornCreation)
-            }
-            Err(HeaderError::Bad(what)) => return damaged(0, CorruptionKind::BadHeader(what)),
-        };
-        if header.stream != self.stream {
-            return damaged(
-                0,
-                CorruptionKind::WrongSegment("stream name differs from its folder"),
-            );
-        }
-        if header.first_seq != first_seq {
-            return damaged(
-                0,
-                CorruptionKind::WrongSegment("first seq differs from its file name"),
-            );
-        }
-        let expected = prev.map_or(first_seq.min(live_from).max(1), |p| p.last_seq + 1);
-        if first_seq != expected {
-            return damaged(
-                0,
-                CorruptionKind::SequenceGap {
-                    expected,
-                    found: first_seq,
-                },
-            );
-        }
-        if let Some(p) = prev {
-            if header.prev_crc != p.last_crc {
-                return damaged(0, CorruptionKind::BrokenChain);
-            }
-            if header.first_lamport <= p.last_lamport {
-                return damaged(0, CorruptionKind::LamportNotIncreasing);
-            }
-        }
+        let header =
+            match self.header_in_chain(&bytes, path, first_seq, prev, is_last, live_from)? {
+                Ok(header) => header,
+                Err(opened) => return Ok(opened),
+            };
         let index_path = self.dir.join(index_file_name(first_seq));
         let index_max = (len / self.opts.index_interval_bytes + 2) * index::INDEX_ENTRY_LEN as u64
             + index::INDEX_HEADER_LEN as u64;
@@ -116,27 +73,7 @@ impl Recovery<'_> {
             segment.seal();
             return Ok(Opened::Segment(Arc::new(segment)));
         }
-        match torn {
-            Some(len) => {
-                self.cut_tail(path, &*file, bytes, published.end, len, CutReason::TornTail)?
-            }
-            None => drop(bytes),
-        }
-        // Make the recovered tail durable before the writer builds on it:
-        // after a process kill its bytes may still sit only in the page cache.
-        if self.writable() {
-            file.sync_data().map_err(io_err("fdatasync", path))?;
-        }
-        // The tail holds no descriptor: a writer opens its own when it
-        // first writes, and readers map through the cache.
-        Ok(Opened::Segment(Arc::new(Segment::recovered(
-            path.into(),
-            header,
-            Bytes::new(),
-            published,
-            sparse,
-            self.cache.clone(),
-        ))))
+        self.finish_tail(path, &*file, bytes, header, (published, sparse), torn)
     }
 
     /// Trust a sealed segment's index only if its last stretch re-decodes
@@ -208,5 +145,109 @@ impl Recovery<'_> {
             );
         }
         Ok(found)
+    }
+    /// The segment's header, if it decodes and fits the chain: the stream's
+    /// name, the seq its file name says, right after `prev` (or where the
+    /// live log starts), chained by CRC, with a larger Lamport. Otherwise
+    /// what was found instead (`Err`), or a segment of a future version.
+    fn header_in_chain(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        first_seq: u64,
+        prev: Option<Published>,
+        is_last: bool,
+        live_from: u64,
+    ) -> Result<std::result::Result<SegmentHeader, Opened>> {
+        let damaged = |offset, kind| {
+            Ok(Err(Opened::Damaged(Damage {
+                offset,
+                kind,
+                good: None,
+            })))
+        };
+        let header = match SegmentHeader::decode(bytes) {
+            Ok(h) => h,
+            Err(HeaderError::Version(found)) => {
+                return Err(Error::UnsupportedVersion {
+                    path: path.into(),
+                    found,
+                    supported: crate::format::segment::FORMAT_VERSION,
+                })
+            }
+            // A segment is created, synced, and only then written to, so a
+            // bad header with nothing after it is an interrupted creation.
+            Err(HeaderError::Bad(_))
+                if is_last && bytes.get(SEGMENT_HEADER_LEN..).is_none_or(all_zero) =>
+            {
+                return Ok(Err(Opened::TornCreation))
+            }
+            Err(HeaderError::Bad(what)) => return damaged(0, CorruptionKind::BadHeader(what)),
+        };
+        if header.stream != self.stream {
+            return damaged(
+                0,
+                CorruptionKind::WrongSegment("stream name differs from its folder"),
+            );
+        }
+        if header.first_seq != first_seq {
+            return damaged(
+                0,
+                CorruptionKind::WrongSegment("first seq differs from its file name"),
+            );
+        }
+        let expected = prev.map_or(first_seq.min(live_from).max(1), |p| p.last_seq + 1);
+        if first_seq != expected {
+            return damaged(
+                0,
+                CorruptionKind::SequenceGap {
+                    expected,
+                    found: first_seq,
+                },
+            );
+        }
+        if let Some(p) = prev {
+            if header.prev_crc != p.last_crc {
+                return damaged(0, CorruptionKind::BrokenChain);
+            }
+            if header.first_lamport <= p.last_lamport {
+                return damaged(0, CorruptionKind::LamportNotIncreasing);
+            }
+        }
+        Ok(Ok(header))
+    }
+
+    /// The tail is checked: cut its torn bytes, make it durable (a writable
+    /// open), and hand it out without a descriptor.
+    fn finish_tail(
+        &mut self,
+        path: &Path,
+        file: &dyn BackendFile,
+        bytes: Bytes,
+        header: SegmentHeader,
+        (published, sparse): Found,
+        torn: Option<u64>,
+    ) -> Result<Opened> {
+        match torn {
+            Some(len) => {
+                self.cut_tail(path, file, bytes, published.end, len, CutReason::TornTail)?
+            }
+            None => drop(bytes),
+        }
+        // Make the recovered tail durable before the writer builds on it:
+        // after a process kill its bytes may still sit only in the page cache.
+        if self.writable() {
+            file.sync_data().map_err(io_err("fdatasync", path))?;
+        }
+        // The tail holds no descriptor: a writer opens its own when it
+        // first writes, and readers map through the cache.
+        Ok(Opened::Segment(Arc::new(Segment::recovered(
+            path.into(),
+            header,
+            Bytes::new(),
+            published,
+            sparse,
+            self.cache.clone(),
+        ))))
     }
 }
