@@ -21,6 +21,9 @@
 //!
 //! The on-disk format is specified in `docs/FORMAT.md`.
 #![deny(unsafe_code)]
+// `unwrap` hides why a value must be there: library code says it with
+// `expect("...")` (an invariant) or returns an error (input). Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
 // The layers, each using only those below it (docs/ARCHITECTURE.md):

@@ -255,7 +255,8 @@ impl Recovery<'_> {
         let Some(&stray) = listed.iter().find(|&&l| chain(l).is_err() && !cut(l)) else {
             return Ok(());
         };
-        let before = chain(stray).unwrap_err();
+        // Where the stray would sit in the chain (it is not on it).
+        let before = chain(stray).unwrap_or_else(|at| at);
         let expected = before
             .checked_sub(1)
             .map_or(1, |i| segments[i].published().last_seq + 1);
