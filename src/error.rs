@@ -189,6 +189,9 @@ pub enum Error {
     Poisoned {
         /// The stream poisoned; `None` when the whole store is.
         stream: Option<String>,
+        /// The operating system's error behind the failure.
+        #[source]
+        source: std::sync::Arc<io::Error>,
         /// A description of the failure that poisoned the store.
         cause: String,
     },

@@ -64,8 +64,11 @@ fn a_failed_fdatasync_poisons_the_store_and_reopen_recovers() {
             Err(Error::Poisoned {
                 stream: None,
                 cause,
+                source,
             }) => {
-                assert!(cause.contains("fdatasync"), "{cause}")
+                assert!(cause.contains("fdatasync"), "{cause}");
+                // The system's error travels with it, for callers to act on.
+                assert_eq!(source.raw_os_error(), Some(5));
             }
             other => panic!("expected Poisoned, got {other:?}"),
         }
@@ -114,6 +117,7 @@ fn a_failed_fdatasync_of_the_writer_itself_poisons_the_store() {
         Some(Error::Poisoned {
             stream: None,
             cause,
+            ..
         }) => {
             assert!(cause.contains("fdatasync"), "{cause}")
         }
@@ -249,6 +253,9 @@ fn a_failed_write_poisons_only_its_stream_and_the_error_says_which() {
         matches!(&e, Error::Poisoned { stream: Some(s), .. } if s == "s"),
         "{e:?}"
     );
+    // The system's error travels with it, as the error's source.
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(source.to_string().contains("No space left"), "{source}");
     let message = e.to_string();
     assert!(
         message.starts_with(r#"stream "s" is poisoned"#),

@@ -264,7 +264,12 @@ impl StreamLog {
 
     /// Stop as a crash would: nothing more is written or synced.
     pub fn abandon(&self) {
-        self.fail(&self.poison, "the store was abandoned".into());
+        let abandoned = "the store was abandoned";
+        self.fail(
+            &self.poison,
+            abandoned.into(),
+            std::io::Error::other(abandoned),
+        );
     }
 
     /// Ask the syncer for a sync of this stream, unless one is asked already
@@ -359,7 +364,12 @@ impl StreamLog {
                         &self.poison
                     };
                     drop(io);
-                    self.fail(poison, e.to_string());
+                    let cause = e.to_string();
+                    let source = match e {
+                        Error::Io { source, .. } => source,
+                        other => std::io::Error::other(other.to_string()),
+                    };
+                    self.fail(poison, cause, source);
                     let mut state = self.encoder.lock();
                     state.encoder.discard_pending();
                     state.flushing = false;
@@ -426,8 +436,8 @@ impl StreamLog {
     }
 
     /// Record a failure in `poison` and answer every waiter.
-    fn fail(&self, poison: &Poison, cause: String) {
-        poison.set(cause);
+    fn fail(&self, poison: &Poison, cause: String, source: std::io::Error) {
+        poison.set(cause, source);
         self.written_changed.notify_all();
         self.durable_changed.notify_all();
     }
@@ -486,6 +496,7 @@ impl Syncable for StreamLog {
             Err(e) => self.fail(
                 &self.store_poison,
                 format!("fdatasync {}: {e}", target.path.display()),
+                e,
             ),
         }
     }

@@ -2,6 +2,8 @@
 //! store (a failed fdatasync) accepts no more writes and makes nothing more
 //! durable, until it is reopened from what is on disk.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::log::sync::{AtomicBool, Mutex, Ordering};
 
@@ -11,7 +13,8 @@ pub(crate) struct Poison {
     /// The stream it poisons; `None`: the whole store.
     stream: Option<String>,
     failed: AtomicBool,
-    cause: Mutex<Option<String>>,
+    /// What failed, and the operating system's error.
+    cause: Mutex<Option<(String, Arc<std::io::Error>)>>,
 }
 
 impl Poison {
@@ -22,10 +25,12 @@ impl Poison {
         }
     }
 
-    pub(crate) fn set(&self, cause: String) {
+    /// Poison with `cause` (what failed) and `source` (the system's
+    /// error); the first failure is the one every later error reports.
+    pub(crate) fn set(&self, cause: String, source: std::io::Error) {
         let mut slot = self.cause.lock();
         if slot.is_none() {
-            *slot = Some(cause);
+            *slot = Some((cause, Arc::new(source)));
         }
         self.failed.store(true, Ordering::Release);
     }
@@ -34,10 +39,15 @@ impl Poison {
         if !self.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let cause = self.cause.lock().clone().unwrap_or_default();
+        let (cause, source) = self
+            .cause
+            .lock()
+            .clone()
+            .expect("a poison's cause is set before its flag");
         Err(Error::Poisoned {
             stream: self.stream.clone(),
             cause,
+            source,
         })
     }
 }
