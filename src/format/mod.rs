@@ -1,8 +1,9 @@
-//! The bytes on disk: the frame codec, the segment header, the index
-//! file, file and stream names, and the format's limits. No I/O. Public
-//! for its size limits and layout constants.
+//! The bytes on disk: the frame codec, the segment header, the index and
+//! `.ids` files, file and stream names, and the format's limits. No I/O.
+//! Public for its size limits and layout constants.
 
 pub(crate) mod frame;
+pub(crate) mod ids;
 pub(crate) mod index;
 pub(crate) mod name;
 pub(crate) mod segment;

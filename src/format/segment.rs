@@ -160,6 +160,11 @@ pub(crate) fn index_file_name(first_seq: u64) -> String {
     format!("{first_seq:020}.idx")
 }
 
+/// The file name of that segment's op ids.
+pub(crate) fn ids_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.ids")
+}
+
 /// The first seq named by a segment file name, if it is one.
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".seg")?;

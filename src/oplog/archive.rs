@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Result};
-use crate::format::segment::{index_file_name, segment_file_name};
+use crate::format::segment::{ids_file_name, index_file_name, segment_file_name};
 use crate::io::backend::Backend;
 use crate::oplog::checkpoint::Checkpoint;
-use crate::oplog::op_ids::ids_file_name;
 use crate::stream::Stream;
 
 pub use crate::format::segment::ARCHIVE_DIR;

@@ -10,23 +10,16 @@
 //! frame's CRC), so one left behind by a repair that cut its segment, which
 //! then filled and sealed again, is stale and rebuilt, never trusted.
 //! Archiving moves a segment's `.ids` with it (writing it first if it is
-//! missing), so ops that were archived stay known after a reopen.
-//!
-//! ```text
-//! .ids file: magic b"LAMPIDS\n" | version u32 = 2 | salt u32 | first_seq u64 | last_seq u64
-//!            | last_crc u32 | reserved u32 = 0 | count u64
-//!            | count x (prefix u64, seq u64) | crc u32 (CRC-32 of everything before it)
-//! ```
+//! missing), so ops that were archived stay known after a reopen. The
+//! file's bytes are in `format::ids`.
 
 use crate::error::{io_err, Result};
 use crate::format::frame::Kind;
+use crate::format::ids;
+use crate::format::segment::ids_file_name;
 use crate::log::segment::Segment;
 use crate::stream::Stream;
 
-const IDS_MAGIC: [u8; 8] = *b"LAMPIDS\n";
-const IDS_VERSION: u32 = 2;
-const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 4 + 4 + 8;
-const PAIR_LEN: usize = 16;
 /// Newer pairs kept unsorted before a merge into the sorted vector.
 const RECENT_MAX: usize = 1024;
 
@@ -41,10 +34,6 @@ fn prefix(op_id: &str) -> u64 {
             op_id.hash(&mut h);
             h.finish()
         })
-}
-
-pub(crate) fn ids_file_name(first_seq: u64) -> String {
-    format!("{first_seq:020}.ids")
 }
 
 /// The id set of one stream.
@@ -208,64 +197,14 @@ fn op_id_of(payload: &[u8]) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-/// What a `.ids` file says it describes, and its pairs.
-struct IdsFile {
-    salt: u32,
-    first_seq: u64,
-    last_seq: u64,
-    last_crc: u32,
-    pairs: Vec<(u64, u64)>,
-}
-
-/// Decode a `.ids` file, checking its framing and checksum (not yet that
-/// it describes any particular segment).
-fn decode_ids(bytes: &[u8]) -> Option<IdsFile> {
-    let len = bytes.len();
-    if len < HEADER_LEN + 4 || (len - HEADER_LEN - 4) % PAIR_LEN != 0 {
-        return None;
-    }
-    let (body, crc) = bytes.split_at(len - 4);
-    let u32_at =
-        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at =
-        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let framing_ok = body[..8] == IDS_MAGIC
-        && u32_at(body, 8) == IDS_VERSION
-        && u32_at(body, 36) == 0
-        && u64_at(body, 40) as usize == (len - HEADER_LEN - 4) / PAIR_LEN
-        && crc32fast::hash(body) == u32_at(crc, 0);
-    if !framing_ok {
-        return None;
-    }
-    let file = IdsFile {
-        salt: u32_at(body, 12),
-        first_seq: u64_at(body, 16),
-        last_seq: u64_at(body, 24),
-        last_crc: u32_at(body, 32),
-        pairs: body[HEADER_LEN..]
-            .chunks_exact(PAIR_LEN)
-            .map(|c| (u64_at(c, 0), u64_at(c, 8)))
-            .collect(),
-    };
-    let in_range = |&(_, s): &(u64, u64)| s >= file.first_seq && s <= file.last_seq;
-    file.pairs.iter().all(in_range).then_some(file)
-}
-
 /// The pairs of `segment`'s `.ids` file, if it describes exactly this
 /// segment's contents.
 fn read_ids(stream: &Stream, segment: &Segment) -> Option<Vec<(u64, u64)>> {
     let path = stream.dir().join(ids_file_name(segment.header.first_seq));
-    // A segment holds at most one record per smallest frame.
-    let records_max = segment.end() / crate::format::frame::frame_len(1) as u64 + 1;
-    let len_max = (HEADER_LEN + 4) as u64 + records_max * PAIR_LEN as u64;
+    let len_max = ids::len_max(segment.end());
     let bytes = crate::io::backend::read_small_file(&**stream.backend(), &path, len_max)?;
-    let file = decode_ids(&bytes)?;
-    let tip = segment.published();
-    let describes = file.salt == segment.header.salt
-        && file.first_seq == segment.header.first_seq
-        && file.last_seq == tip.last_seq
-        && file.last_crc == tip.last_crc;
-    describes.then_some(file.pairs)
+    let (describes, pairs) = ids::decode(&bytes)?;
+    (describes == described(segment)).then_some(pairs)
 }
 
 /// The pairs of every `.ids` file in `archive/` (moved there with their
@@ -278,8 +217,8 @@ fn read_archived_ids(stream: &Stream) -> Vec<(u64, u64)> {
     let mut pairs = Vec::new();
     for name in names.iter().filter(|n| n.ends_with(".ids")) {
         let bytes = crate::io::backend::read_small_file(&**backend, &dir.join(name), 1 << 32);
-        if let Some(file) = bytes.as_deref().and_then(decode_ids) {
-            pairs.extend(file.pairs.into_iter().filter(|&(_, s)| s < live_from));
+        if let Some((_, found)) = bytes.as_deref().and_then(ids::decode) {
+            pairs.extend(found.into_iter().filter(|&(_, s)| s < live_from));
         }
     }
     pairs
@@ -322,24 +261,18 @@ fn write_ids(stream: &Stream, segment: &Segment, pairs: &[(u64, u64)]) -> Option
 }
 
 fn encode_ids(segment: &Segment, pairs: &[(u64, u64)]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(HEADER_LEN + pairs.len() * PAIR_LEN + 4);
-    bytes.extend_from_slice(&IDS_MAGIC);
-    bytes.extend_from_slice(&IDS_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&segment.header.salt.to_le_bytes());
-    bytes.extend_from_slice(&segment.header.first_seq.to_le_bytes());
+    ids::encode(&described(segment), pairs)
+}
+
+/// What a `.ids` file of `segment` must say it describes.
+fn described(segment: &Segment) -> ids::Describes {
     let tip = segment.published();
-    bytes.extend_from_slice(&tip.last_seq.to_le_bytes());
-    bytes.extend_from_slice(&tip.last_crc.to_le_bytes());
-    bytes.extend_from_slice(&0u32.to_le_bytes());
-    bytes.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
-    debug_assert_eq!(bytes.len(), HEADER_LEN);
-    for &(p, s) in pairs {
-        bytes.extend_from_slice(&p.to_le_bytes());
-        bytes.extend_from_slice(&s.to_le_bytes());
+    ids::Describes {
+        salt: segment.header.salt,
+        first_seq: segment.header.first_seq,
+        last_seq: tip.last_seq,
+        last_crc: tip.last_crc,
     }
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes
 }
 
 #[cfg(test)]
