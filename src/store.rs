@@ -190,8 +190,7 @@ impl Store {
         let mut streams = BTreeMap::new();
         for stream_name in names.into_iter().filter(|n| name::validate(n).is_ok()) {
             let stream_dir = streams_dir.join(&stream_name);
-            let live_from =
-                || crate::oplog::archive::live_from(&*backend, &stream_dir).unwrap_or(1);
+            let live_from = || crate::oplog::archive::live_from(&*backend, &stream_dir);
             let recovered =
                 match recover_stream(&cache, &stream_dir, &stream_name, &opts, &live_from) {
                     Ok(recovered) => recovered,
@@ -301,7 +300,7 @@ impl Store {
             .map_err(io_err("fsync directory", &streams_dir))?;
         // The folder may hold files from an earlier, interrupted creation.
         let opts = &self.inner.opts;
-        let live_from = || crate::oplog::archive::live_from(&**backend, &stream_dir).unwrap_or(1);
+        let live_from = || crate::oplog::archive::live_from(&**backend, &stream_dir);
         let opened = recover_stream(
             &self.inner.cache,
             &stream_dir,

@@ -177,8 +177,8 @@ impl Stream {
     /// stream's core knowing it. One value per type.
     pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
         let mut all = self.inner.extensions.lock();
-        if let Some(found) = all.iter().find_map(|e| e.clone().downcast::<T>().ok()) {
-            return found;
+        if let Some(found) = all.iter().find(|e| e.is::<T>()) {
+            return found.clone().downcast::<T>().expect("checked by is::<T>");
         }
         let created = Arc::new(T::default());
         all.push(created.clone());

@@ -23,18 +23,7 @@ fn archived_segments_leave_the_live_log_and_reads_say_where_they_went() {
     assert_eq!(s.first_seq(), archived.live_from_seq);
     assert_eq!(segments(dir.path(), "s").len(), before - archived.segments);
     let archive = stream_dir(dir.path(), "s").join(ARCHIVE_DIR);
-    assert_eq!(
-        fs::read_dir(&archive)
-            .unwrap()
-            .filter(|e| e
-                .as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "seg"))
-            .count(),
-        archived.segments
-    );
+    assert_eq!(files_with_ext(&archive, &["seg"]).len(), archived.segments);
     // The archived range: a typed error naming the archive.
     match s.get(1) {
         Err(Error::Archived {
@@ -332,13 +321,10 @@ fn derived_files_left_without_their_segment_are_removed_at_open() {
     let live = stream_dir(dir.path(), "s");
     let archive = live.join(ARCHIVE_DIR);
     let mut orphans = Vec::new();
-    for entry in fs::read_dir(&archive).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "idx" || x == "ids") {
-            let orphan = live.join(path.file_name().unwrap());
-            fs::copy(&path, &orphan).unwrap();
-            orphans.push(orphan);
-        }
+    for path in files_with_ext(&archive, &["idx", "ids"]) {
+        let orphan = live.join(path.file_name().unwrap());
+        fs::copy(&path, &orphan).unwrap();
+        orphans.push(orphan);
     }
     assert!(orphans.len() > 4);
     let reader = Store::open(dir.path(), lamplog::Options::read_only()).unwrap();
@@ -352,10 +338,8 @@ fn derived_files_left_without_their_segment_are_removed_at_open() {
     );
     let store = open(dir.path(), small_opts());
     assert!(orphans.iter().all(|o| !o.exists()), "orphans removed");
-    for path in fs::read_dir(&live).unwrap().map(|e| e.unwrap().path()) {
-        if path.extension().is_some_and(|x| x == "idx" || x == "ids") {
-            assert!(path.with_extension("seg").exists(), "{}", path.display());
-        }
+    for path in files_with_ext(&live, &["idx", "ids"]) {
+        assert!(path.with_extension("seg").exists(), "{}", path.display());
     }
     store.stream("s").unwrap().verify().unwrap();
 }

@@ -5,19 +5,25 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-fn lamplog(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog"))
+/// `lamplog args`, with every stream piped.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_lamplog"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// `lamplog args` given `stdin`, run to its end.
+fn lamplog(args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
+    let mut child = spawn(args);
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(stdin.as_bytes())
+        .write_all(stdin.as_ref())
         .unwrap();
     child.wait_with_output().unwrap()
 }
@@ -119,7 +125,7 @@ fn usage_errors_exit_2_and_data_errors_exit_1() {
     );
 
     // Damage a durable record: read reports segment and offset and exits 1.
-    lamplog(&["append", d, "s"], &"{\"k\":\"some value\"}\n".repeat(20));
+    lamplog(&["append", d, "s"], "{\"k\":\"some value\"}\n".repeat(20));
     let seg = common::segments(dir.path(), "s").pop().unwrap();
     let spans = common::frame_spans(&seg);
     common::patch(&seg, spans[5].0 + 50, b"X");
@@ -219,7 +225,7 @@ fn bench_prints_one_json_object_per_configuration() {
 fn fsck_reports_damage_with_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    lamplog(&["append", d, "s"], &"{\"k\":\"v\"}\n".repeat(30));
+    lamplog(&["append", d, "s"], "{\"k\":\"v\"}\n".repeat(30));
     let out = lamplog(&["fsck", d], "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("30 records"), "{}", stdout(&out));
@@ -245,13 +251,7 @@ fn append_into_a_reader_that_stops_early_still_stores_every_line() {
     let d = dir.path().to_str().unwrap();
     let lines = 200_000;
     let input: String = (0..lines).map(|i| format!("{{\"i\":{i}}}\n")).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog"))
-        .args(["append", d, "s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["append", d, "s"]);
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     // Like `head -1`: read one acknowledgement, then close the pipe.
@@ -277,19 +277,7 @@ fn append_into_a_reader_that_stops_early_still_stores_every_line() {
 fn invalid_utf8_is_an_input_error_naming_its_line_after_every_earlier_ack() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog"))
-        .args(["append", d, "s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"{\"a\":1}\n\"caf\xe9\"\n{\"b\":2}\n")
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = lamplog(&["append", d, "s"], b"{\"a\":1}\n\"caf\xe9\"\n{\"b\":2}\n");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(stdout(&out), "{\"seq\":1,\"lamport\":1}\n");
     let err = stderr(&out);

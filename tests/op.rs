@@ -135,18 +135,7 @@ fn op_numbered(i: u64) -> OpEntry {
 #[test]
 fn inserting_an_op_twice_writes_it_once_also_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let ids_files = |root: &std::path::Path| {
-        std::fs::read_dir(stream_dir(root, "s"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "ids")
-            })
-            .count()
-    };
+    let ids_files = |root: &std::path::Path| files_with_ext(&stream_dir(root, "s"), &["ids"]).len();
     {
         let store = open(dir.path(), small_opts());
         let log = OpLog::new(store.stream("s").unwrap());
@@ -184,12 +173,7 @@ fn inserting_an_op_twice_writes_it_once_also_after_reopen() {
     // After reopen (ids read from disk, or rebuilt where the file is gone or damaged).
     let first_ids = stream_dir(dir.path(), "s").join("00000000000000000001.ids");
     std::fs::remove_file(&first_ids).unwrap();
-    let second = std::fs::read_dir(stream_dir(dir.path(), "s"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ids"))
-        .min()
-        .unwrap();
+    let second = files_with_ext(&stream_dir(dir.path(), "s"), &["ids"])[0].clone();
     std::fs::write(&second, b"garbage").unwrap();
     let store = open(dir.path(), small_opts());
     let log = OpLog::new(store.stream("s").unwrap());
@@ -327,26 +311,15 @@ fn an_archived_op_is_never_inserted_again_also_after_reopen() {
     let live = stream_dir(dir.path(), "s");
     let archive = live.join(lamplog::ARCHIVE_DIR);
     for ext in ["ids", "idx"] {
-        for path in std::fs::read_dir(&live).unwrap().map(|e| e.unwrap().path()) {
-            if path.extension().is_some_and(|x| x == ext) {
-                let seq: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-                assert!(
-                    seq >= live_from,
-                    "{} left in the live folder",
-                    path.display()
-                );
-            }
+        for path in files_with_ext(&live, &[ext]) {
+            let seq: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            assert!(
+                seq >= live_from,
+                "{} left in the live folder",
+                path.display()
+            );
         }
-        let archived = std::fs::read_dir(&archive)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == ext)
-            })
-            .count();
+        let archived = files_with_ext(&archive, &[ext]).len();
         assert!(archived > 2, "{ext} files archived");
     }
     let store = open(dir.path(), small_opts());

@@ -37,12 +37,12 @@ pub struct Archived {
     pub dir: PathBuf,
 }
 
-/// The first seq of the live log, if segments were archived.
-pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> Option<u64> {
-    let bytes = crate::io::backend::read_small_file(backend, &dir.join(MARKER_FILE), 4096)?;
-    serde_json::from_slice::<Marker>(&bytes)
-        .ok()
-        .map(|m| m.live_from_seq)
+/// The first seq of the live log in the stream folder `dir` (1 unless
+/// segments were archived).
+pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> u64 {
+    crate::io::backend::read_small_file(backend, &dir.join(MARKER_FILE), 4096)
+        .and_then(|bytes| serde_json::from_slice::<Marker>(&bytes).ok())
+        .map_or(1, |m| m.live_from_seq)
 }
 
 fn write_marker(backend: &dyn Backend, dir: &Path, live_from_seq: u64) -> Result<()> {

@@ -216,7 +216,9 @@ fn read_archived_ids(stream: &Stream) -> Vec<(u64, u64)> {
     let names = backend.list_dir(&dir).unwrap_or_default();
     let mut pairs = Vec::new();
     for name in names.iter().filter(|n| n.ends_with(".ids")) {
-        let bytes = crate::io::backend::read_small_file(&**backend, &dir.join(name), 1 << 32);
+        // No segment is longer than the format allows: neither is its file.
+        let len_max = ids::len_max(crate::format::segment::SEGMENT_BYTES_MAX_LIMIT);
+        let bytes = crate::io::backend::read_small_file(&**backend, &dir.join(name), len_max);
         if let Some((_, found)) = bytes.as_deref().and_then(ids::decode) {
             pairs.extend(found.into_iter().filter(|&(_, s)| s < live_from));
         }

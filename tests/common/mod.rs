@@ -68,15 +68,20 @@ pub fn stream_dir(root: &Path, stream: &str) -> PathBuf {
     root.join(lamplog::STREAMS_DIR).join(stream)
 }
 
-/// Segment files of a stream, oldest first.
-pub fn segments(root: &Path, stream: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(stream_dir(root, stream))
+/// The files in `dir` with one of the extensions `exts`, sorted.
+pub fn files_with_ext(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .filter(|p| p.extension().is_some_and(|x| exts.iter().any(|e| x == *e)))
         .collect();
     files.sort();
     files
+}
+
+/// Segment files of a stream, oldest first.
+pub fn segments(root: &Path, stream: &str) -> Vec<PathBuf> {
+    files_with_ext(&stream_dir(root, stream), &["seg"])
 }
 
 /// The first seq a segment file is named by.

@@ -59,14 +59,7 @@ impl Recovery<'_> {
         };
         let keep_len = bytes.len() as u64 - damage.offset;
         self.cut_tail(path, &*file, bytes, damage.offset, keep_len, reason)?;
-        Ok(Some(Arc::new(Segment::recovered(
-            path.into(),
-            header,
-            Bytes::new(),
-            published,
-            sparse,
-            self.cache.clone(),
-        ))))
+        Ok(Some(self.tail_segment(path, header, (published, sparse))))
     }
 
     /// Move a whole segment (and drop its index) out of the log.

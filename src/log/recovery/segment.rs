@@ -239,15 +239,28 @@ impl Recovery<'_> {
         if self.writable() {
             file.sync_data().map_err(io_err("fdatasync", path))?;
         }
-        // The tail holds no descriptor: a writer opens its own when it
-        // first writes, and readers map through the cache.
-        Ok(Opened::Segment(Arc::new(Segment::recovered(
+        Ok(Opened::Segment(self.tail_segment(
+            path,
+            header,
+            (published, sparse),
+        )))
+    }
+
+    /// The recovered tail, holding no descriptor and no view: a writer opens
+    /// its own file when it first writes, and readers map through the cache.
+    pub(super) fn tail_segment(
+        &self,
+        path: &Path,
+        header: SegmentHeader,
+        (published, sparse): Found,
+    ) -> Arc<Segment> {
+        Arc::new(Segment::recovered(
             path.into(),
             header,
             Bytes::new(),
             published,
             sparse,
             self.cache.clone(),
-        ))))
+        ))
     }
 }
