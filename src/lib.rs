@@ -39,8 +39,9 @@ mod options;
 mod store;
 mod stream;
 
-pub use io::backend;
 pub use oplog::op;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use format::frame::Kind;

@@ -164,17 +164,24 @@ impl Store {
     /// [`RecoveryMode::Repair`](crate::RecoveryMode::Repair). A second writer
     /// gets [`Error::Locked`].
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        Store::open_with(Arc::new(StdBackend), dir, opts)
+        Store::open_on(Arc::new(StdBackend), dir.as_ref(), opts)
     }
 
-    /// Open through another file backend (a simulated disk in tests).
+    /// [`open`](Store::open) through another file backend: the simulated
+    /// disk of [`testing`](crate::testing), or the real filesystem with
+    /// faults injected.
+    #[cfg(feature = "testing")]
     pub fn open_with(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn crate::testing::Backend>,
         dir: impl AsRef<Path>,
         opts: Options,
     ) -> Result<Store> {
+        Store::open_on(backend, dir.as_ref(), opts)
+    }
+
+    fn open_on(backend: Arc<dyn Backend>, dir: &Path, opts: Options) -> Result<Store> {
         opts.validate()?;
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         let streams_dir = dir.join(STREAMS_DIR);
         let writing = match opts.read_only {
             true => None,

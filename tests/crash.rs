@@ -13,8 +13,8 @@ mod common;
 use std::sync::Arc;
 
 use common::images::{check_image, Ack};
-use common::sim::{Fate, Fault, SimDisk};
 use common::tiny_opts;
+use lamplog::testing::{Fate, Fault, SimDisk};
 use lamplog::{Durability, Store};
 
 const ROOT: &str = "/store";

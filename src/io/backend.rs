@@ -1,6 +1,7 @@
 //! The file backend: every byte lamplog reads or writes goes through these
 //! two traits, so tests can swap the real filesystem for one that injects
-//! faults or simulates a power cut.
+//! faults or simulates a power cut. Public only through the `testing`
+//! feature (`lamplog::testing`).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -79,6 +80,7 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     fn map(&self, len: u64) -> io::Result<Bytes>;
     /// The operating system's descriptor, for batched syncs through
     /// io_uring; `None` for files that are not real.
+    #[cfg(feature = "io-uring")]
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
@@ -290,6 +292,7 @@ impl BackendFile for StdFile {
         Ok(())
     }
 
+    #[cfg(feature = "io-uring")]
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
         Some(self.0.as_raw_fd())

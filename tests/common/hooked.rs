@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use lamplog::backend::{Backend, BackendFile, LockGuard, OpenMode, StdBackend};
+use lamplog::testing::{Backend, BackendFile, LockGuard, OpenMode, StdBackend};
 
 type Hook<T> = Option<Box<dyn Fn(&Path, &mut T) + Send + Sync>>;
 type Before = Option<Box<dyn Fn(&Path) + Send + Sync>>;

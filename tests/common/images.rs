@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use lamplog::{Durability, Options, Store};
 
-use super::sim::SimDisk;
+use lamplog::testing::SimDisk;
 
 /// A record acknowledged durable, and the disk operation count right after
 /// its acknowledgement: every crash image at or after `at` must hold it.

@@ -3,7 +3,6 @@
 
 pub mod hooked;
 pub mod images;
-pub mod sim;
 pub mod stress;
 
 use std::fs;

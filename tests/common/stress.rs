@@ -19,8 +19,8 @@ use lamplog::op::{OpEntry, OpLog};
 use lamplog::{Checkpoint, Durability, Error, Kind, Options, Record, Store, Stream};
 
 use super::images::{check_image, Ack};
-use super::sim::{Fate, SimDisk};
 use super::Rng;
+use lamplog::testing::{Fate, SimDisk};
 
 /// Streams that take every kind of call; the first two are also archived.
 const GENERAL: [&str; 3] = ["a", "b", "c"];

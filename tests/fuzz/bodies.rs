@@ -2,12 +2,13 @@
 //! runs every committed corpus file through them on stable Rust.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::sync::Arc;
 
+use lamplog::testing::{Backend, OpenMode};
 use lamplog::{Durability, Options, RecoveryMode, Store};
 
-#[path = "../common/sim.rs"]
-mod sim;
+use lamplog::testing as sim;
 
 /// Arbitrary bytes into the frame decoder: it returns a frame or nothing,
 /// never panics, and a frame it returns re-encodes to the same bytes.
@@ -25,20 +26,26 @@ pub fn frame_decode(data: &[u8]) {
 }
 
 /// Arbitrary bytes as a stream's tail segment (and, after a 0xff 0x00
-/// separator, its index file): open and read give a prefix of whole,
-/// verified records or a typed error; never a panic, hang or runaway
-/// allocation.
+/// separator, its index file) on the simulated disk: open and read give a
+/// prefix of whole, verified records or a typed error; never a panic, hang
+/// or runaway allocation.
 pub fn segment_recover(data: &[u8]) {
     let (segment, index) = match data.windows(2).position(|w| w == [0xff, 0x00]) {
         Some(at) => (&data[..at], Some(&data[at + 2..])),
         None => (data, None),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let stream_dir = dir.path().join(lamplog::STREAMS_DIR).join("s");
-    std::fs::create_dir_all(&stream_dir).unwrap();
-    std::fs::write(stream_dir.join("00000000000000000001.seg"), segment).unwrap();
+    let disk = sim::SimDisk::default();
+    let stream_dir = Path::new("/db").join(lamplog::STREAMS_DIR).join("s");
+    disk.create_dir_all(&stream_dir).unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let file = disk
+            .open(&stream_dir.join(name), OpenMode::CreateNew)
+            .unwrap();
+        file.write_all_at(bytes, 0).unwrap();
+    };
+    put("00000000000000000001.seg", segment);
     if let Some(index) = index {
-        std::fs::write(stream_dir.join("00000000000000000001.idx"), index).unwrap();
+        put("00000000000000000001.idx", index);
     }
     let small = Options {
         segment_bytes_max: 1 << 20,
@@ -57,7 +64,7 @@ pub fn segment_recover(data: &[u8]) {
             ..small.clone()
         },
     ] {
-        let Ok(store) = Store::open(dir.path(), opts.clone()) else {
+        let Ok(store) = Store::open_with(Arc::new(disk.clone()), "/db", opts.clone()) else {
             continue;
         };
         let Ok(stream) = store.stream("s") else {
@@ -82,6 +89,9 @@ pub fn segment_recover(data: &[u8]) {
 /// after every crash the stream is a prefix of what was written that holds
 /// every acknowledged record.
 pub fn log_ops(data: &[u8]) {
+    /// Operations per input: enough for several rolls and crashes, few
+    /// enough for thousands of executions a second (docs/RELIABILITY.md).
+    const OPS_MAX: usize = 64;
     let opts = Options {
         segment_bytes_max: 2048,
         record_bytes_max: 512,
@@ -93,7 +103,7 @@ pub fn log_ops(data: &[u8]) {
     // Every record written (seq - 1 -> payload), and how many are acknowledged durable.
     let mut written: Vec<Vec<u8>> = Vec::new();
     let mut acked = 0usize;
-    for (i, chunk) in data.chunks(2).enumerate().take(400) {
+    for (i, chunk) in data.chunks(2).enumerate().take(OPS_MAX) {
         let (op, arg) = (chunk[0], *chunk.get(1).unwrap_or(&0));
         let stream = store.as_ref().unwrap().stream("x").unwrap();
         let payload = |k: usize| {

@@ -1,130 +1,32 @@
 //! A loom model of the commit protocol (`RUSTFLAGS="--cfg loom" cargo test
 //! --release --lib commit::loom`): appenders, the flusher role and the
-//! syncer, over an in-memory disk that records what each sync made durable.
+//! syncer, over the simulated disk, which knows what each sync made durable.
 //! Checked: no acknowledgement before the sync that covers it, no lost
 //! wake-up (every model run terminates), every waiter answered on failure
 //! and on shutdown, and readers that see a contiguous prefix while the
 //! writer publishes and rolls segments.
 
-use std::collections::HashMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::{StreamLog, Syncer};
 use crate::format::frame::frame_len;
-use crate::format::segment::SEGMENT_HEADER_LEN;
-use crate::io::backend::{Backend, BackendFile, LockGuard, OpenMode};
+use crate::format::segment::{segment_file_name, SEGMENT_HEADER_LEN};
+use crate::io::backend::Backend;
+use crate::io::sim::{Fault, SimDisk};
 use crate::log::segment::SegmentList;
 use crate::log::sync::Arc;
 use crate::log::writer::{create_first_segment, Encoder, SegmentIo, WriterLimits};
 use crate::options::{IoBackend, SyncScope};
 
-/// A file in memory. Its bytes are behind a loom mutex, so that every
-/// access to them is a point where loom may switch threads: a write is
-/// then not atomic with the publication that follows it.
-#[derive(Debug, Default)]
-struct MemFile {
-    data: loom::sync::Mutex<Vec<u8>>,
-    durable: StdMutex<usize>,
-    fail_sync: std::sync::atomic::AtomicBool,
-}
-
-impl BackendFile for MemFile {
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.data.lock().unwrap().len() as u64)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let data = self.data.lock().unwrap();
-        let start = offset as usize;
-        buf.copy_from_slice(
-            data.get(start..start + buf.len())
-                .ok_or(io::ErrorKind::UnexpectedEof)?,
-        );
-        Ok(())
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let mut data = self.data.lock().unwrap();
-        let end = offset as usize + buf.len();
-        if data.len() < end {
-            data.resize(end, 0);
-        }
-        data[offset as usize..end].copy_from_slice(buf);
-        Ok(())
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if self.fail_sync.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(5));
-        }
-        let len = self.data.lock().unwrap().len();
-        *self.durable.lock().unwrap() = len;
-        Ok(())
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.data.lock().unwrap().resize(len as usize, 0);
-        Ok(())
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        let mut data = self.data.lock().unwrap();
-        if data.len() < len as usize {
-            data.resize(len as usize, 0);
-        }
-        Ok(())
-    }
-    fn map(&self, len: u64) -> io::Result<Bytes> {
-        Ok(Bytes::copy_from_slice(
-            &self.data.lock().unwrap()[..len as usize],
-        ))
-    }
-}
-
-#[derive(Debug, Default)]
-struct MemDisk {
-    files: StdMutex<HashMap<PathBuf, std::sync::Arc<MemFile>>>,
-}
-
-#[derive(Debug)]
-struct NoLock;
-impl LockGuard for NoLock {}
-
-impl MemDisk {
-    fn segment(&self) -> std::sync::Arc<MemFile> {
-        let files = self.files.lock().unwrap();
-        files
-            .iter()
-            .find(|(p, _)| p.extension().is_some_and(|e| e == "seg"))
-            .map(|(_, f)| f.clone())
-            .expect("one segment")
-    }
-}
-
-impl Backend for std::sync::Arc<MemDisk> {
-    fn create_dir_all(&self, _: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn list_dir(&self, _: &Path) -> io::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn open(&self, path: &Path, _: OpenMode) -> io::Result<std::sync::Arc<dyn BackendFile>> {
-        let mut files = self.files.lock().unwrap();
-        Ok(files.entry(path.to_path_buf()).or_default().clone())
-    }
-    fn rename(&self, _: &Path, _: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.files.lock().unwrap().remove(path);
-        Ok(())
-    }
-    fn sync_dir(&self, _: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn try_lock(&self, _: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
-        Ok(Some(Box::new(NoLock)))
-    }
+/// Whether a power cut now would keep the first `end` bytes of stream
+/// `name`'s first segment as they are written.
+fn durable_through(disk: &SimDisk, name: &str, end: usize) -> bool {
+    let path = PathBuf::from(name).join(segment_file_name(1));
+    let written = disk.file_bytes(&path).expect("the segment exists");
+    let durable = disk.durable_bytes(&path).unwrap_or_default();
+    end <= written.len() && durable.get(..end) == written.get(..end)
 }
 
 const PAYLOAD: &[u8] = b"[1,2]";
@@ -137,22 +39,17 @@ fn limits() -> WriterLimits {
     }
 }
 
-/// A stream over a fresh in-memory disk, and its syncer.
-fn stream() -> (std::sync::Arc<MemFile>, Arc<StreamLog>, Syncer) {
+/// A stream named "s" over a fresh simulated disk, and its syncer.
+fn stream() -> (SimDisk, Arc<StreamLog>, Syncer) {
     let (disk, log, syncer, _) = stream_with(limits());
-    (disk.segment(), log, syncer)
+    (disk, log, syncer)
 }
 
 const INTERVAL: Duration = Duration::from_millis(100);
 
 fn stream_with(
     limits: WriterLimits,
-) -> (
-    std::sync::Arc<MemDisk>,
-    Arc<StreamLog>,
-    Syncer,
-    std::sync::Arc<SegmentList>,
-) {
+) -> (SimDisk, Arc<StreamLog>, Syncer, std::sync::Arc<SegmentList>) {
     let syncer = Syncer::start(INTERVAL, IoBackend::Pwrite, SyncScope::Files);
     let (disk, log, segments) = stream_on(&syncer, "s", limits);
     (disk, log, syncer, segments)
@@ -163,12 +60,8 @@ fn stream_on(
     syncer: &Syncer,
     name: &str,
     limits: WriterLimits,
-) -> (
-    std::sync::Arc<MemDisk>,
-    Arc<StreamLog>,
-    std::sync::Arc<SegmentList>,
-) {
-    let disk = std::sync::Arc::new(MemDisk::default());
+) -> (SimDisk, Arc<StreamLog>, std::sync::Arc<SegmentList>) {
+    let disk = SimDisk::default();
     let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(disk.clone());
     let segments = std::sync::Arc::new(SegmentList::default());
     let cache = crate::log::map_cache::MapCache::new(backend, 64);
@@ -195,16 +88,15 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 #[test]
 fn no_acknowledgement_before_its_sync() {
     model(|| {
-        let (file, log, syncer) = stream();
+        let (disk, log, syncer) = stream();
         let threads: Vec<_> = (0..2)
             .map(|_| {
-                let (log, file) = (log.clone(), file.clone());
+                let (log, disk) = (log.clone(), disk.clone());
                 loom::thread::spawn(move || {
                     let appended = log.append(PAYLOAD, 0, true).expect("no fault injected");
-                    let durable = *file.durable.lock().unwrap();
                     assert!(
-                        durable >= record_end(appended.seq),
-                        "acknowledged seq {} with {durable} bytes durable",
+                        durable_through(&disk, "s", record_end(appended.seq)),
+                        "acknowledged seq {} before it was durable",
                         appended.seq
                     );
                     appended.seq
@@ -222,13 +114,13 @@ fn no_acknowledgement_before_its_sync() {
 #[test]
 fn buffered_and_sync_appenders_are_all_answered() {
     model(|| {
-        let (file, log, syncer) = stream();
+        let (disk, log, syncer) = stream();
         let buffered = {
             let log = log.clone();
             loom::thread::spawn(move || log.append(PAYLOAD, 0, false).expect("no fault").seq)
         };
         let synced = log.append(PAYLOAD, 0, true).expect("no fault");
-        assert!(*file.durable.lock().unwrap() >= record_end(synced.seq));
+        assert!(durable_through(&disk, "s", record_end(synced.seq)));
         let other = buffered.join().unwrap();
         assert_ne!(other, synced.seq);
         // Shutdown with nothing outstanding still ends the syncer.
@@ -240,9 +132,8 @@ fn buffered_and_sync_appenders_are_all_answered() {
 #[test]
 fn a_failed_sync_answers_every_waiter_with_an_error() {
     model(|| {
-        let (file, log, syncer) = stream();
-        file.fail_sync
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (disk, log, syncer) = stream();
+        disk.inject(Fault::SyncEio, 1);
         let waiter = {
             let log = log.clone();
             loom::thread::spawn(move || log.append(PAYLOAD, 0, true).is_err())
@@ -257,13 +148,13 @@ fn a_failed_sync_answers_every_waiter_with_an_error() {
 #[test]
 fn waiters_are_answered_when_the_syncer_shuts_down() {
     model(|| {
-        let (file, log, syncer) = stream();
+        let (disk, log, syncer) = stream();
         let appenders: Vec<_> = (0..2)
             .map(|_| {
-                let (log, file) = (log.clone(), file.clone());
+                let (log, disk) = (log.clone(), disk.clone());
                 loom::thread::spawn(move || {
                     let appended = log.append(PAYLOAD, 0, true).expect("no fault injected");
-                    assert!(*file.durable.lock().unwrap() >= record_end(appended.seq));
+                    assert!(durable_through(&disk, "s", record_end(appended.seq)));
                 })
             })
             .collect();
@@ -350,7 +241,7 @@ fn readers_see_a_contiguous_prefix_while_the_writer_rolls() {
 #[test]
 fn a_sync_racing_a_buffered_write_never_waits_for_the_timer() {
     model(|| {
-        let (file, log, syncer) = stream();
+        let (disk, log, syncer) = stream();
         let appender = {
             let log = log.clone();
             loom::thread::spawn(move || log.append(PAYLOAD, 0, false).expect("no fault").seq)
@@ -359,7 +250,7 @@ fn a_sync_racing_a_buffered_write_never_waits_for_the_timer() {
         let seq = appender.join().unwrap();
         // The sync covers whatever was encoded before it; the record is
         // durable by the end either way, once a later sync runs.
-        let _ = (seq, file);
+        let _ = (seq, disk);
         drop(log);
         drop(syncer);
     });

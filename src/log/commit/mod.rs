@@ -181,9 +181,14 @@ impl StreamLog {
             self.flush();
         }
         if sync {
-            // Nothing was pending (a sync of what is already written): ask now.
+            // Nothing was pending (a sync of what is already written): ask
+            // now, unless it is durable already.
             if !lead && self.written.load(Ordering::Acquire) >= pos {
-                self.request_sync();
+                if self.durable.load(Ordering::Acquire) >= pos {
+                    self.unwait();
+                } else {
+                    self.request_sync();
+                }
             }
             // `.ci/mutants` builds the deliberate bug of acknowledging a
             // `Sync` append once written, which the crash images must catch.
@@ -192,6 +197,8 @@ impl StreamLog {
             #[cfg(not(lamplog_mutant = "ack_after_write"))]
             self.wait(pos, &self.durable, &self.durable_changed)?;
         } else {
+            // A sweep must make this record durable within the interval.
+            self.syncer.ensure_running();
             self.wait(pos, &self.written, &self.written_changed)?;
         }
         Ok((value, pos))
@@ -465,12 +472,18 @@ impl StreamLog {
         counters
             .fsync_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.unwait();
+        self.end_sync(&target, result);
+    }
+
+    /// Take back this thread's count in the syncer's waiting appends: its
+    /// sync is done (or was not needed) without the syncer.
+    fn unwait(&self) {
         // The syncer may have reset the count meanwhile: never wrap below zero.
         let _ = self
             .syncer
             .waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| w.checked_sub(1));
-        self.end_sync(&target, result);
     }
 }
 

@@ -90,6 +90,20 @@ pub(crate) struct SyncerShared {
     pub(crate) last_batch: AtomicU64,
     pub(crate) io_backend: IoBackend,
     pub(crate) io_fallback: Option<String>,
+    /// The syncer thread, started when a stream first needs it (see
+    /// [`ensure_running`](SyncerShared::ensure_running)).
+    thread: Mutex<SyncerThread>,
+    /// Whether `thread` has started (a lock-free check for the hot path).
+    started: AtomicBool,
+}
+
+/// The syncer thread's life: a store whose streams are only read, or
+/// written by one `Sync` appender at a time (which syncs in its own
+/// thread), never starts it.
+enum SyncerThread {
+    NotStarted(SyncEngine),
+    Running(JoinHandle<()>),
+    Stopped,
 }
 
 impl SyncerShared {
@@ -124,9 +138,31 @@ impl SyncerShared {
         Duration::from_micros(due.saturating_sub(self.clock.now_us()))
     }
 
+    /// Start the syncer thread unless it runs (or has stopped). Called
+    /// before anything relies on it: a sync request, and a `Buffered`
+    /// record (which a sweep must make durable).
+    pub(crate) fn ensure_running(self: &Arc<Self>) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let mut thread = self.thread.lock();
+        if self.queue.lock().shutdown {
+            return;
+        }
+        match std::mem::replace(&mut *thread, SyncerThread::Stopped) {
+            SyncerThread::NotStarted(engine) => {
+                let runner = self.clone();
+                *thread = SyncerThread::Running(thread::spawn(move || runner.run(engine)));
+                self.started.store(true, Ordering::Release);
+            }
+            other => *thread = other,
+        }
+    }
+
     /// Queue a sync of `log`; `false` if the syncer is shutting down and
     /// the caller must sync itself.
-    pub(crate) fn request(&self, log: Arc<dyn Syncable>) -> bool {
+    pub(crate) fn request(self: &Arc<Self>, log: Arc<dyn Syncable>) -> bool {
+        self.ensure_running();
         let mut queue = self.queue.lock();
         if queue.shutdown {
             return false;
@@ -273,11 +309,10 @@ impl Gather {
     }
 }
 
-/// The store's syncer thread; dropping the last handle stops and joins it
+/// The store's syncer; dropping the last handle stops and joins its thread
 /// after it has answered every request.
 pub(crate) struct Syncer {
     pub(crate) shared: Arc<SyncerShared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Syncer {
@@ -301,13 +336,10 @@ impl Syncer {
             last_batch: AtomicU64::new(0),
             io_backend: engine.backend(),
             io_fallback,
+            thread: Mutex::new(SyncerThread::NotStarted(engine)),
+            started: AtomicBool::new(false),
         });
-        let runner = shared.clone();
-        let thread = thread::spawn(move || runner.run(engine));
-        Syncer {
-            shared,
-            thread: Some(thread),
-        }
+        Syncer { shared }
     }
 }
 
@@ -338,9 +370,14 @@ impl Syncer {
 
 impl Drop for Syncer {
     fn drop(&mut self) {
-        self.shared.queue.lock().shutdown = true;
+        // Under the thread lock, so that no thread starts after this.
+        let thread = {
+            let mut thread = self.shared.thread.lock();
+            self.shared.queue.lock().shutdown = true;
+            std::mem::replace(&mut *thread, SyncerThread::Stopped)
+        };
         self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
+        if let SyncerThread::Running(thread) = thread {
             let _ = thread.join();
         }
     }

@@ -1,39 +1,62 @@
-//! A simulated disk for crash tests: it records every write and sync, keeps
-//! what was made durable apart from what was only written, and builds the
-//! disk images a power cut could leave.
+//! The simulated disk, the one fake disk of lamplog's tests (crash, fault,
+//! fuzz and loom): files in memory that record every write and sync, keep
+//! what was made durable apart from what was only written, inject faults,
+//! and build the disk images a power cut could leave.
+//!
+//! Under `cfg(loom)` its lock is loom's, so every file operation is a point
+//! where the model may switch threads.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod replay;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use lamplog::backend::{Backend, BackendFile, LockGuard, OpenMode};
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
 
-/// A mutating operation, in the order the store issued it.
+use crate::io::backend::{Backend, BackendFile, LockGuard, OpenMode};
+use replay::{apply, Replay};
+
+/// A mutating operation, in the order the store issued it. Files are
+/// numbered in the order they were created.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub enum SimOp {
+    /// A file was created at a path.
     Create(PathBuf, usize),
+    /// Bytes were written to a file at an offset.
     Write(usize, u64, Vec<u8>),
+    /// A file was truncated or extended to a length.
     SetLen(usize, u64),
+    /// A file's data was made durable (fdatasync).
     SyncFile(usize),
+    /// A directory's entries were made durable (fsync of the directory).
     SyncDir(PathBuf),
+    /// A file was renamed, replacing the target.
     Rename(PathBuf, PathBuf),
+    /// A file was deleted.
     Remove(PathBuf),
 }
 
 #[derive(Debug, Default)]
 struct State {
-    names: BTreeMap<PathBuf, usize>,
+    /// File ids by path, compared as bytes (lamplog builds every path the
+    /// same way; a byte compare is much faster than `Path`'s).
+    names: BTreeMap<OsString, usize>,
     files: Vec<Vec<u8>>,
     dirs: BTreeSet<PathBuf>,
-    log: Vec<Op>,
+    log: Vec<SimOp>,
     /// The fault to inject, and the write or sync (counted from 1) it hits.
     fault: Option<(Fault, usize)>,
     /// Writes and syncs so far.
     io_count: usize,
     /// The durable state the log starts from (a crash image's contents).
-    base_names: BTreeMap<PathBuf, usize>,
+    base_names: BTreeMap<OsString, usize>,
     base_files: Vec<Vec<u8>>,
     /// How long an fdatasync takes (none unless a test sets it).
     sync_time: std::time::Duration,
@@ -66,9 +89,17 @@ impl State {
     }
 }
 
-/// The disk; clone the `Arc` to share it between a store and the test.
-#[derive(Debug, Default, Clone)]
+/// The disk. Clones share it: give one to a store
+/// ([`Store::open_with`](crate::Store::open_with)) and keep one to inject
+/// faults and take crash images.
+#[derive(Debug, Clone)]
 pub struct SimDisk(Arc<Mutex<State>>);
+
+impl Default for SimDisk {
+    fn default() -> SimDisk {
+        SimDisk::from_state(State::default())
+    }
+}
 
 #[derive(Debug)]
 struct SimFile {
@@ -95,9 +126,18 @@ pub enum Fate {
 }
 
 impl SimDisk {
+    fn from_state(state: State) -> SimDisk {
+        SimDisk(Arc::new(Mutex::new(state)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A test that panicked mid-operation leaves a state worth reading.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// From the `n`th write or sync on (counted from now), fail as `fault` says.
     pub fn inject(&self, fault: Fault, n: usize) {
-        let mut state = self.0.lock().unwrap();
+        let mut state = self.lock();
         let at = state.io_count + n;
         state.fault = Some((fault, at));
     }
@@ -107,27 +147,27 @@ impl SimDisk {
     /// then records its acknowledgement before the sync lands, so crash
     /// images catch it whatever the machine's load.
     pub fn set_sync_time(&self, t: std::time::Duration) {
-        self.0.lock().unwrap().sync_time = t;
+        self.lock().sync_time = t;
     }
 
     /// Stop injecting faults ("space was freed").
     pub fn heal(&self) {
-        self.0.lock().unwrap().fault = None;
+        self.lock().fault = None;
     }
 
     /// Number of operations so far (a crash point).
     pub fn ops(&self) -> usize {
-        self.0.lock().unwrap().log.len()
+        self.lock().log.len()
     }
 
     /// Indexes of the sync operations, the crash points worth checking.
     pub fn sync_points(&self) -> Vec<usize> {
-        let state = self.0.lock().unwrap();
+        let state = self.lock();
         state
             .log
             .iter()
             .enumerate()
-            .filter(|(_, op)| matches!(op, Op::SyncFile(_) | Op::SyncDir(_)))
+            .filter(|(_, op)| matches!(op, SimOp::SyncFile(_) | SimOp::SyncDir(_)))
             .map(|(i, _)| i + 1)
             .collect()
     }
@@ -155,7 +195,7 @@ impl SimDisk {
         mut visit: impl FnMut(usize, Fate, bool, SimDisk),
     ) {
         assert!(points.windows(2).all(|w| w[0] <= w[1]), "points ascend");
-        let state = self.0.lock().unwrap();
+        let state = self.lock();
         let mut replay = Replay::new(&state);
         let mut done = 0;
         for &at in points {
@@ -173,167 +213,26 @@ impl SimDisk {
             }
         }
     }
-}
 
-/// The state of the disk replayed up to some operation: what is durable,
-/// what is only written, and the directory entries of each.
-struct Replay {
-    names: BTreeMap<PathBuf, usize>,
-    durable_names: BTreeMap<PathBuf, usize>,
-    /// Per directory, the entries created, renamed or removed since its
-    /// last sync: a directory sync costs its own changes, not the disk's.
-    unsynced: HashMap<PathBuf, Vec<PathBuf>>,
-    durable: Vec<Vec<u8>>,
-    /// The writes (and length changes) of each file since its last sync.
-    pending: Vec<Vec<Op>>,
-    current: Vec<Vec<u8>>,
-}
-
-impl Replay {
-    fn new(state: &State) -> Replay {
-        Replay {
-            names: state.base_names.clone(),
-            durable_names: state.base_names.clone(),
-            unsynced: HashMap::new(),
-            durable: state.base_files.clone(),
-            pending: vec![Vec::new(); state.base_files.len()],
-            current: state.base_files.clone(),
-        }
+    /// What `path` would hold after a power cut now that lost every
+    /// unsynced write (its unsynced directory entry kept); `None` if the
+    /// file does not exist.
+    pub fn durable_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        self.crash_image(self.ops(), Fate::Lost, true)
+            .file_bytes(path)
     }
 
-    /// Note that `path`'s entry changed since its directory's last sync.
-    fn changed(&mut self, path: &Path) {
-        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
-        self.unsynced
-            .entry(dir)
-            .or_default()
-            .push(path.to_path_buf());
-    }
-
-    fn step(&mut self, op: &Op) {
-        match op {
-            Op::Create(path, id) => {
-                self.names.insert(path.clone(), *id);
-                self.changed(path);
-                self.durable.resize(id + 1, Vec::new());
-                self.pending.resize(id + 1, Vec::new());
-                self.current.resize(id + 1, Vec::new());
-            }
-            Op::Write(id, ..) | Op::SetLen(id, _) => {
-                apply(&mut self.current[*id], op);
-                self.pending[*id].push(op.clone());
-            }
-            Op::SyncFile(id) => {
-                self.durable[*id] = self.current[*id].clone();
-                self.pending[*id].clear();
-            }
-            Op::SyncDir(dir) => {
-                // The directory's durable entries become its current ones.
-                for path in self.unsynced.remove(dir).unwrap_or_default() {
-                    match self.names.get(&path) {
-                        Some(&id) => self.durable_names.insert(path, id),
-                        None => self.durable_names.remove(&path),
-                    };
-                }
-            }
-            Op::Rename(from, to) => {
-                if let Some(id) = self.names.remove(from) {
-                    self.names.insert(to.clone(), id);
-                    self.changed(from);
-                    self.changed(to);
-                }
-            }
-            Op::Remove(path) => {
-                self.names.remove(path);
-                self.changed(path);
-            }
-        }
-    }
-
-    fn image(&self, dirs: &BTreeSet<PathBuf>, fate: Fate, entries_kept: bool) -> SimDisk {
-        let mut rng = match fate {
-            Fate::Torn(seed) => seed | 1,
-            _ => 1,
-        };
-        let mut image = State {
-            dirs: dirs.clone(),
-            ..State::default()
-        };
-        let visible = if entries_kept {
-            &self.names
-        } else {
-            &self.durable_names
-        };
-        for (path, &id) in visible {
-            let mut bytes = self.durable[id].clone();
-            for (n, op) in self.pending[id].iter().enumerate() {
-                match fate {
-                    Fate::Lost => {}
-                    Fate::Kept => apply(&mut bytes, op),
-                    Fate::Prefix(k) if n < k => apply(&mut bytes, op),
-                    Fate::Prefix(_) => {}
-                    Fate::Torn(_) => tear(&mut bytes, op, &mut rng),
-                }
-            }
-            image.names.insert(path.clone(), image.files.len());
-            image.files.push(bytes);
-        }
-        image.base_names = image.names.clone();
-        image.base_files = image.files.clone();
-        SimDisk(Arc::new(Mutex::new(image)))
-    }
-}
-
-fn apply(bytes: &mut Vec<u8>, op: &Op) {
-    match op {
-        Op::Write(_, offset, data) => {
-            let end = *offset as usize + data.len();
-            if bytes.len() < end {
-                bytes.resize(end, 0);
-            }
-            bytes[*offset as usize..end].copy_from_slice(data);
-        }
-        Op::SetLen(_, len) => bytes.resize(*len as usize, 0),
-        _ => {}
-    }
-}
-
-fn next(rng: &mut u64) -> u64 {
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    *rng
-}
-
-/// Apply a write sector by sector, each sector new, old, zeroed or garbage.
-fn tear(bytes: &mut Vec<u8>, op: &Op, rng: &mut u64) {
-    let Op::Write(_, offset, data) = op else {
-        return apply(bytes, op);
-    };
-    let end = *offset as usize + data.len();
-    if bytes.len() < end {
-        bytes.resize(end, 0);
-    }
-    let mut at = *offset as usize;
-    while at < end {
-        let sector_end = ((at / 512) + 1) * 512;
-        let stop = sector_end.min(end);
-        match next(rng) % 4 {
-            0 => bytes[at..stop]
-                .copy_from_slice(&data[at - *offset as usize..stop - *offset as usize]),
-            1 => {}
-            2 => bytes[at..stop].fill(0),
-            _ => bytes[at..stop]
-                .iter_mut()
-                .for_each(|b| *b = next(rng) as u8),
-        }
-        at = stop;
+    /// What `path` holds now, synced or not; `None` if it does not exist.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let id = *state.names.get(path.as_os_str())?;
+        state.files.get(id).cloned()
     }
 }
 
 impl Backend for SimDisk {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut state = self.0.lock().unwrap();
+        let mut state = self.lock();
         for dir in path.ancestors() {
             state.dirs.insert(dir.to_path_buf());
         }
@@ -341,14 +240,13 @@ impl Backend for SimDisk {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let state = self.0.lock().unwrap();
+        let state = self.lock();
         if !state.dirs.contains(path) {
             return Err(io::ErrorKind::NotFound.into());
         }
-        let children = state
-            .names
-            .keys()
-            .chain(state.dirs.iter())
+        let files = state.names.keys().map(Path::new);
+        let children = files
+            .chain(state.dirs.iter().map(PathBuf::as_path))
             .filter(|p| p.parent() == Some(path));
         let mut names: Vec<String> = children
             .filter_map(|p| p.file_name()?.to_str().map(String::from))
@@ -359,15 +257,15 @@ impl Backend for SimDisk {
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>> {
-        let mut state = self.0.lock().unwrap();
-        let id = match (state.names.get(path).copied(), mode) {
+        let mut state = self.lock();
+        let id = match (state.names.get(path.as_os_str()).copied(), mode) {
             (Some(_), OpenMode::CreateNew) => return Err(io::ErrorKind::AlreadyExists.into()),
             (Some(id), _) => id,
             (None, OpenMode::CreateNew) => {
                 let id = state.files.len();
                 state.files.push(Vec::new());
-                state.names.insert(path.to_path_buf(), id);
-                state.log.push(Op::Create(path.to_path_buf(), id));
+                state.names.insert(path.as_os_str().to_owned(), id);
+                state.log.push(SimOp::Create(path.to_path_buf(), id));
                 id
             }
             (None, _) => return Err(io::ErrorKind::NotFound.into()),
@@ -379,28 +277,30 @@ impl Backend for SimDisk {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut state = self.0.lock().unwrap();
-        let id = state.names.remove(from).ok_or(io::ErrorKind::NotFound)?;
-        state.names.insert(to.to_path_buf(), id);
+        let mut state = self.lock();
+        let id = state
+            .names
+            .remove(from.as_os_str())
+            .ok_or(io::ErrorKind::NotFound)?;
+        state.names.insert(to.as_os_str().to_owned(), id);
         state
             .log
-            .push(Op::Rename(from.to_path_buf(), to.to_path_buf()));
+            .push(SimOp::Rename(from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut state = self.0.lock().unwrap();
-        state.names.remove(path).ok_or(io::ErrorKind::NotFound)?;
-        state.log.push(Op::Remove(path.to_path_buf()));
+        let mut state = self.lock();
+        state
+            .names
+            .remove(path.as_os_str())
+            .ok_or(io::ErrorKind::NotFound)?;
+        state.log.push(SimOp::Remove(path.to_path_buf()));
         Ok(())
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .push(Op::SyncDir(path.to_path_buf()));
+        self.lock().log.push(SimOp::SyncDir(path.to_path_buf()));
         Ok(())
     }
 
@@ -411,11 +311,11 @@ impl Backend for SimDisk {
 
 impl BackendFile for SimFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.disk.0.lock().unwrap().files[self.id].len() as u64)
+        Ok(self.disk.lock().files[self.id].len() as u64)
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let state = self.disk.0.lock().unwrap();
+        let state = self.disk.lock();
         if state.reads_fail() {
             return Err(io::Error::from_raw_os_error(5));
         }
@@ -428,37 +328,40 @@ impl BackendFile for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let mut state = self.disk.0.lock().unwrap();
+        let mut state = self.disk.lock();
         if state.fires(true) {
-            let op = Op::Write(self.id, offset, buf[..buf.len() / 2].to_vec());
+            let op = SimOp::Write(self.id, offset, buf[..buf.len() / 2].to_vec());
             apply(&mut state.files[self.id], &op);
             state.log.push(op);
             return Err(io::Error::from_raw_os_error(28));
         }
-        let op = Op::Write(self.id, offset, buf.to_vec());
+        let op = SimOp::Write(self.id, offset, buf.to_vec());
         apply(&mut state.files[self.id], &op);
         state.log.push(op);
         Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let sync_time = self.disk.0.lock().unwrap().sync_time;
+        let sync_time = self.disk.lock().sync_time;
+        #[cfg(not(loom))]
         if !sync_time.is_zero() {
             std::thread::sleep(sync_time);
         }
-        let mut state = self.disk.0.lock().unwrap();
+        #[cfg(loom)]
+        let _ = sync_time;
+        let mut state = self.disk.lock();
         if state.fires(false) {
             // The kernel may have dropped the dirty pages: what the sync
             // covered is not durable, and a retry must not say it is.
             return Err(io::Error::from_raw_os_error(5));
         }
-        state.log.push(Op::SyncFile(self.id));
+        state.log.push(SimOp::SyncFile(self.id));
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut state = self.disk.0.lock().unwrap();
-        let op = Op::SetLen(self.id, len);
+        let mut state = self.disk.lock();
+        let op = SimOp::SetLen(self.id, len);
         apply(&mut state.files[self.id], &op);
         state.log.push(op);
         Ok(())
@@ -472,7 +375,7 @@ impl BackendFile for SimFile {
     }
 
     fn map(&self, len: u64) -> io::Result<Bytes> {
-        let state = self.disk.0.lock().unwrap();
+        let state = self.disk.lock();
         if state.reads_fail() {
             return Err(io::Error::from_raw_os_error(5));
         }
