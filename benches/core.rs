@@ -128,7 +128,7 @@ fn filled(n: u64) -> (tempfile::TempDir, Store) {
         stream.append(op(i), Durability::Buffered).unwrap();
     }
     store.close().unwrap();
-    let store = Store::open(dir.path(), Options::read_only()).unwrap();
+    let store = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
     (dir, store)
 }
 

@@ -66,8 +66,19 @@ pub enum RecoveryMode {
     Repair,
 }
 
-/// Options for [`Store::open`](crate::Store::open).
+/// Options for [`Store::open`](crate::Store::open): start from
+/// `Options::default()` and change what you need, with a setter per field
+/// (new fields may come, so a struct literal cannot be written outside
+/// lamplog).
+///
+/// ```
+/// let opts = lamplog::Options::default()
+///     .segment_bytes_max(16 << 20)
+///     .sync_interval_us(20_000);
+/// assert_eq!(opts.segment_bytes_max, 16 << 20);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Roll to a new segment file when the current one would exceed this size.
     pub segment_bytes_max: u64,
@@ -120,15 +131,36 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// Options for a read-only open.
-    pub fn read_only() -> Self {
-        Options {
-            read_only: true,
-            ..Options::default()
+/// A setter per field: `Options::default().read_only(true)`.
+macro_rules! setters {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        impl Options {
+            $(
+                #[doc = concat!("Set [`", stringify!($field), "`](Options::", stringify!($field), ").")]
+                #[must_use]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
         }
-    }
+    };
+}
 
+setters! {
+    segment_bytes_max: u64,
+    record_bytes_max: usize,
+    index_interval_bytes: u64,
+    batch_bytes_max: u64,
+    sync_interval_us: u64,
+    io_backend: IoBackend,
+    sync_scope: SyncScope,
+    open_segments_max: usize,
+    recovery: RecoveryMode,
+    read_only: bool,
+}
+
+impl Options {
     /// Check that the options can work: every record must fit in a fresh
     /// segment, and every bound must be one the format can hold. The
     /// arithmetic is done where it cannot overflow, so no value passes here

@@ -77,6 +77,7 @@ pub const STREAMS_DIR: &str = "streams";
 
 /// What open found and did while recovering the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Streams opened.
     pub streams: usize,

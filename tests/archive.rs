@@ -296,7 +296,7 @@ fn a_stale_checkpoint_file_naming_an_archived_record_is_rebuilt() {
         assert!(s.archive_before(&newest).unwrap().segments > 5);
         fs::write(&file, stale).unwrap();
     }
-    for opts in [lamplog::Options::read_only(), small_opts()] {
+    for opts in [lamplog::Options::default().read_only(true), small_opts()] {
         let store = open(dir.path(), opts);
         check(&store.stream("s").unwrap());
     }
@@ -327,7 +327,7 @@ fn derived_files_left_without_their_segment_are_removed_at_open() {
         orphans.push(orphan);
     }
     assert!(orphans.len() > 4);
-    let reader = Store::open(dir.path(), lamplog::Options::read_only()).unwrap();
+    let reader = Store::open(dir.path(), lamplog::Options::default().read_only(true)).unwrap();
     let s = reader.stream("s").unwrap();
     assert_eq!(read_all(&s).len() as u64, s.last_seq() - s.first_seq() + 1);
     drop(s);

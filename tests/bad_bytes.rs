@@ -118,20 +118,10 @@ fn campaign(base: &Path, seeds: std::ops::Range<u64>) -> (u64, u64) {
         }
         let small = small_opts();
         for opts in [
-            Options {
-                read_only: true,
-                ..small.clone()
-            },
-            Options {
-                read_only: true,
-                recovery: RecoveryMode::Repair,
-                ..small.clone()
-            },
+            small.clone().read_only(true),
+            small.clone().read_only(true).recovery(RecoveryMode::Repair),
             small.clone(),
-            Options {
-                recovery: RecoveryMode::Repair,
-                ..small.clone()
-            },
+            small.clone().recovery(RecoveryMode::Repair),
         ] {
             let label = format!("seed {seed}, {what:?}, {opts:?}");
             match catch_unwind(AssertUnwindSafe(|| {
@@ -150,13 +140,7 @@ fn campaign(base: &Path, seeds: std::ops::Range<u64>) -> (u64, u64) {
             }
         }
         // Repair always opens (the last pass ran it and appended once more).
-        let repaired = open_and_check(
-            dir.path(),
-            Options {
-                recovery: RecoveryMode::Repair,
-                ..small_opts()
-            },
-        );
+        let repaired = open_and_check(dir.path(), small_opts().recovery(RecoveryMode::Repair));
         assert!(repaired.is_ok(), "seed {seed}: {repaired:?}");
     }
     (opened, refused)

@@ -8,12 +8,10 @@ use common::*;
 use lamplog::{Durability, Error, Options, Store};
 
 fn opts() -> Options {
-    Options {
-        segment_bytes_max: 8192,
-        record_bytes_max: 1024,
-        index_interval_bytes: 512,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_bytes_max(8192)
+        .record_bytes_max(1024)
+        .index_interval_bytes(512)
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn a_missing_garbled_or_stale_checkpoint_file_is_rebuilt_from_the_log() {
             Some(bytes) => fs::write(&file, bytes).unwrap(),
         }
         // Read-only: found from the log, nothing written.
-        let reader = Store::open(dir.path(), Options::read_only()).unwrap();
+        let reader = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
         assert_eq!(
             reader.stream("s").unwrap().latest_checkpoint().unwrap(),
             Some(newest.clone())
@@ -199,7 +199,7 @@ fn snapshot_ids_that_need_json_escapes_round_trip() {
             .collect();
         assert_eq!(listed, ids);
     }
-    for opts in [small_opts(), Options::read_only()] {
+    for opts in [small_opts(), Options::default().read_only(true)] {
         let store = open(dir.path(), opts);
         let s = store.stream("s").unwrap();
         let latest = s.latest_checkpoint().unwrap().unwrap();

@@ -266,7 +266,8 @@ fn append_into_a_reader_that_stops_early_still_stores_every_line() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("all {lines} records were stored")));
-    let store = lamplog::Store::open(dir.path(), lamplog::Options::read_only()).unwrap();
+    let store =
+        lamplog::Store::open(dir.path(), lamplog::Options::default().read_only(true)).unwrap();
     assert_eq!(store.stream("s").unwrap().last_seq(), lines);
 }
 

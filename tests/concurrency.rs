@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lamplog::{Durability, Options};
+use lamplog::Durability;
 
 /// Regression (issue 9, found by reading): the flusher checked whether a
 /// sync was wanted after its write, without a lock, while a `sync()` caller
@@ -16,10 +16,7 @@ use lamplog::{Durability, Options};
 #[test]
 fn sync_after_buffered_appends_from_several_threads_never_waits_for_the_timer() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        sync_interval_us: 30_000_000,
-        ..small_opts()
-    };
+    let opts = small_opts().sync_interval_us(30_000_000);
     let store = open(dir.path(), opts);
     let s = store.stream("s").unwrap();
     let threads: Vec<_> = (0..4)
@@ -62,10 +59,7 @@ fn buffered_records_are_synced_within_the_interval_while_other_streams_sync() {
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let interval = Duration::from_millis(40);
-    let opts = Options {
-        sync_interval_us: interval.as_micros() as u64,
-        ..small_opts()
-    };
+    let opts = small_opts().sync_interval_us(interval.as_micros() as u64);
     let store = open(dir.path(), opts);
     let (busy, quiet) = (
         store.stream("busy").unwrap(),
@@ -176,10 +170,7 @@ fn the_sync_scope_decides_whether_a_batch_syncs_the_whole_filesystem() {
             })),
             ..Default::default()
         };
-        let opts = Options {
-            sync_scope: scope,
-            ..small_opts()
-        };
+        let opts = small_opts().sync_scope(scope);
         let backend = Arc::new(hooked::HookedBackend(Arc::new(hooks)));
         let store = lamplog::Store::open_with(backend, dir.path(), opts).unwrap();
         let writers: Vec<_> = (0..16)

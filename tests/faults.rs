@@ -100,10 +100,7 @@ fn a_failed_fdatasync_poisons_the_store_and_reopen_recovers() {
 fn a_failed_fdatasync_of_the_writer_itself_poisons_the_store() {
     let dir = tempfile::tempdir().unwrap();
     // No interval syncs: the only fdatasync is the one before a roll.
-    let opts = Options {
-        sync_interval_us: 3_600_000_000,
-        ..small_opts()
-    };
+    let opts = small_opts().sync_interval_us(3_600_000_000);
     let (store, faults) = faulty_store_with(dir.path(), opts);
     let stream = store.stream("s").unwrap();
     let other = store.stream("other").unwrap();
@@ -174,10 +171,7 @@ fn a_failed_write_fails_its_batch_and_the_log_stays_recoverable() {
 #[test]
 fn io_uring_backend_syncs_many_streams_or_says_why_not() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        io_backend: lamplog::IoBackend::IoUring,
-        ..small_opts()
-    };
+    let opts = small_opts().io_backend(lamplog::IoBackend::IoUring);
     let store = open(dir.path(), opts.clone());
     let stats = store.stats();
     assert!(
@@ -209,10 +203,7 @@ fn io_uring_backend_syncs_many_streams_or_says_why_not() {
 #[test]
 fn nothing_becomes_durable_after_a_failed_fdatasync() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        sync_interval_us: 5_000,
-        ..small_opts()
-    };
+    let opts = small_opts().sync_interval_us(5_000);
     let (store, faults) = faulty_store_with(dir.path(), opts);
     let s = store.stream("s").unwrap();
     fill(&s, 0..5, Durability::Sync);
@@ -292,7 +283,7 @@ fn a_stream_whose_creation_fails_leaves_no_folder_that_reopens_as_a_stream() {
     assert!(!stream_dir(dir.path(), "x").exists(), "its folder is gone");
     // An empty folder left by an older version or another tool.
     std::fs::create_dir(stream_dir(dir.path(), "y")).unwrap();
-    let reader = Store::open(dir.path(), Options::read_only()).unwrap();
+    let reader = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
     assert!(reader.streams().is_empty());
     drop(reader);
     let store = open(dir.path(), small_opts());
@@ -315,7 +306,7 @@ fn a_directory_named_like_a_segment_is_corruption_not_a_failed_map() {
     }
     let impostor = stream_dir(dir.path(), "s").join(format!("{:020}.seg", 11));
     std::fs::create_dir(&impostor).unwrap();
-    for opts in [Options::read_only(), small_opts()] {
+    for opts in [Options::default().read_only(true), small_opts()] {
         match Store::open(dir.path(), opts) {
             Err(e @ Error::Corruption { .. }) => {
                 let message = e.to_string();
@@ -325,10 +316,7 @@ fn a_directory_named_like_a_segment_is_corruption_not_a_failed_map() {
             other => panic!("expected Corruption, got {other:?}"),
         }
     }
-    let repair = Options {
-        recovery: lamplog::RecoveryMode::Repair,
-        ..small_opts()
-    };
+    let repair = small_opts().recovery(lamplog::RecoveryMode::Repair);
     let store = open(dir.path(), repair);
     assert!(!impostor.exists(), "moved to quarantine");
     let s = store.stream("s").unwrap();

@@ -41,10 +41,7 @@ fn invalid_stream_names_never_touch_the_filesystem() {
 #[test]
 fn invalid_json_and_oversize_records_are_rejected_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        record_bytes_max: 64,
-        ..Options::default()
-    };
+    let opts = Options::default().record_bytes_max(64);
     let store = open(dir.path(), opts.clone());
     let stream = store.stream("s").unwrap();
     stream.append(br#"{"ok":1}"#, Durability::Sync).unwrap();
@@ -159,7 +156,7 @@ fn read_only_opens_coexist_with_the_writer_and_write_nothing() {
     let store = open(dir.path(), small_opts());
     let stream = store.stream("s").unwrap();
     fill(&stream, 0..500, Durability::Sync);
-    let reader = Store::open(dir.path(), Options::read_only()).unwrap();
+    let reader = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
     let view = reader.stream("s").unwrap();
     assert_holds(&view, 500);
     assert!(matches!(
@@ -183,7 +180,11 @@ fn read_only_opens_coexist_with_the_writer_and_write_nothing() {
 #[test]
 fn read_only_open_of_a_missing_store_is_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("nothing-here"), Options::read_only()).unwrap();
+    let store = Store::open(
+        dir.path().join("nothing-here"),
+        Options::default().read_only(true),
+    )
+    .unwrap();
     assert!(store.streams().is_empty());
     assert!(!dir.path().join("nothing-here").exists());
 }
@@ -192,22 +193,10 @@ fn read_only_open_of_a_missing_store_is_empty() {
 fn impossible_options_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     for opts in [
-        Options {
-            segment_bytes_max: 1024,
-            ..Options::default()
-        },
-        Options {
-            record_bytes_max: 0,
-            ..Options::default()
-        },
-        Options {
-            index_interval_bytes: 0,
-            ..Options::default()
-        },
-        Options {
-            segment_bytes_max: 1 << 40,
-            ..Options::default()
-        },
+        Options::default().segment_bytes_max(1024),
+        Options::default().record_bytes_max(0),
+        Options::default().index_interval_bytes(0),
+        Options::default().segment_bytes_max(1 << 40),
     ] {
         assert!(matches!(
             Store::open(dir.path(), opts),
@@ -248,112 +237,42 @@ fn the_lock_is_released_on_drop_while_other_threads_spawn_processes() {
 #[test]
 fn options_at_their_extremes_are_refused_or_work_and_never_hang_or_panic() {
     let extremes: Vec<(&str, Options)> = vec![
-        (
-            "batch_bytes_max max",
-            Options {
-                batch_bytes_max: u64::MAX,
-                ..tiny()
-            },
-        ),
-        (
-            "batch_bytes_max 1",
-            Options {
-                batch_bytes_max: 1,
-                ..tiny()
-            },
-        ),
+        ("batch_bytes_max max", tiny().batch_bytes_max(u64::MAX)),
+        ("batch_bytes_max 1", tiny().batch_bytes_max(1)),
         (
             "record_bytes_max max (refused)",
-            Options {
-                record_bytes_max: usize::MAX,
-                segment_bytes_max: 1 << 20,
-                ..Options::default()
-            },
+            Options::default()
+                .record_bytes_max(usize::MAX)
+                .segment_bytes_max(1 << 20),
         ),
         (
             "record_bytes_max max, largest segment (refused)",
-            Options {
-                record_bytes_max: usize::MAX,
-                segment_bytes_max: lamplog::format::SEGMENT_BYTES_MAX_LIMIT,
-                ..Options::default()
-            },
+            Options::default()
+                .record_bytes_max(usize::MAX)
+                .segment_bytes_max(lamplog::format::SEGMENT_BYTES_MAX_LIMIT),
         ),
-        (
-            "record_bytes_max 1",
-            Options {
-                record_bytes_max: 1,
-                ..tiny()
-            },
-        ),
+        ("record_bytes_max 1", tiny().record_bytes_max(1)),
         (
             "segment_bytes_max max (refused)",
-            Options {
-                segment_bytes_max: u64::MAX,
-                ..tiny()
-            },
+            tiny().segment_bytes_max(u64::MAX),
         ),
         (
             "segment_bytes_max at the limit",
-            Options {
-                segment_bytes_max: lamplog::format::SEGMENT_BYTES_MAX_LIMIT,
-                ..tiny()
-            },
+            tiny().segment_bytes_max(lamplog::format::SEGMENT_BYTES_MAX_LIMIT),
         ),
-        (
-            "segment_bytes_max 0 (refused)",
-            Options {
-                segment_bytes_max: 0,
-                ..tiny()
-            },
-        ),
+        ("segment_bytes_max 0 (refused)", tiny().segment_bytes_max(0)),
         (
             "index_interval_bytes max",
-            Options {
-                index_interval_bytes: u64::MAX,
-                ..tiny()
-            },
+            tiny().index_interval_bytes(u64::MAX),
         ),
-        (
-            "index_interval_bytes 1",
-            Options {
-                index_interval_bytes: 1,
-                ..tiny()
-            },
-        ),
-        (
-            "sync_interval_us max",
-            Options {
-                sync_interval_us: u64::MAX,
-                ..tiny()
-            },
-        ),
-        (
-            "sync_interval_us 1",
-            Options {
-                sync_interval_us: 1,
-                ..tiny()
-            },
-        ),
-        (
-            "open_segments_max 0 (refused)",
-            Options {
-                open_segments_max: 0,
-                ..tiny()
-            },
-        ),
-        (
-            "open_segments_max 1",
-            Options {
-                open_segments_max: 1,
-                ..tiny()
-            },
-        ),
+        ("index_interval_bytes 1", tiny().index_interval_bytes(1)),
+        ("sync_interval_us max", tiny().sync_interval_us(u64::MAX)),
+        ("sync_interval_us 1", tiny().sync_interval_us(1)),
+        ("open_segments_max 0 (refused)", tiny().open_segments_max(0)),
+        ("open_segments_max 1", tiny().open_segments_max(1)),
         (
             "open_segments_max max",
-            Options {
-                open_segments_max: usize::MAX,
-                ..tiny()
-            },
+            tiny().open_segments_max(usize::MAX),
         ),
     ];
     for (what, opts) in extremes {
@@ -380,11 +299,9 @@ fn options_at_their_extremes_are_refused_or_work_and_never_hang_or_panic() {
     }
 
     fn tiny() -> Options {
-        Options {
-            segment_bytes_max: 64 << 10,
-            record_bytes_max: 4 << 10,
-            ..Options::default()
-        }
+        Options::default()
+            .segment_bytes_max(64 << 10)
+            .record_bytes_max(4 << 10)
     }
 
     fn exercise(dir: &std::path::Path, opts: &Options) -> lamplog::Result<()> {

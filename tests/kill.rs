@@ -17,12 +17,10 @@ use lamplog::{Durability, Options, RecoveryMode, Store};
 const CHILD_ENV: &str = "LAMPLOG_KILL_CHILD_DIR";
 
 fn opts() -> Options {
-    Options {
-        segment_bytes_max: 8 << 10,
-        record_bytes_max: 2 << 10,
-        index_interval_bytes: 512,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_bytes_max(8 << 10)
+        .record_bytes_max(2 << 10)
+        .index_interval_bytes(512)
 }
 
 fn body(i: u64) -> String {
@@ -125,14 +123,8 @@ fn kill_campaign() {
             );
         }
         // Strict recovery: a crash is never corruption.
-        let store = Store::open(
-            dir.path(),
-            Options {
-                recovery: RecoveryMode::Strict,
-                ..opts()
-            },
-        )
-        .unwrap_or_else(|e| panic!("kill {k} (after {after:?}): reopen failed: {e}"));
+        let store = Store::open(dir.path(), opts().recovery(RecoveryMode::Strict))
+            .unwrap_or_else(|e| panic!("kill {k} (after {after:?}): reopen failed: {e}"));
         torn += store.recovery_report().cuts.len();
         let stream = store.stream("s").unwrap();
         let records = read_all(&stream);

@@ -80,7 +80,7 @@ fn twenty_thousand_streams_open_and_read_under_a_limit_of_256_descriptors() {
     }
     with_descriptor_limit(256, || {
         // What `lamplog read` of one stream does, then every stream.
-        let store = Store::open(dir.path(), Options::read_only()).unwrap();
+        let store = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
         assert_eq!(store.streams().len(), STREAMS);
         let one = read_all(&store.stream(&stream_name(12_345)).unwrap());
         assert_eq!(one[0].payload(), payload(12_345));
@@ -120,7 +120,7 @@ fn twenty_thousand_streams_open_and_read_under_a_limit_of_256_descriptors() {
         let s = store.stream(&stream_name(0)).unwrap();
         assert_eq!(s.append(payload(1), Durability::Sync).unwrap().seq, 3);
         store.close().unwrap();
-        let store = Store::open(dir.path(), Options::read_only()).unwrap();
+        let store = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
         assert_eq!(store.streams().len(), STREAMS + 1);
         assert_eq!(store.stream(&stream_name(200)).unwrap().last_seq(), 2);
         assert_eq!(store.stream(&stream_name(0)).unwrap().last_seq(), 3);
@@ -137,13 +137,11 @@ fn a_stream_of_100000_segments_opens_and_reads_with_bounded_maps_and_descriptors
     const SEGMENTS: usize = 100_000;
     let dir = tempfile::tempdir().unwrap();
     // Segments that hold one record each.
-    let opts = Options {
-        segment_bytes_max: 400,
-        record_bytes_max: 128,
-        index_interval_bytes: 64,
-        open_segments_max: 1000,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .segment_bytes_max(400)
+        .record_bytes_max(128)
+        .index_interval_bytes(64)
+        .open_segments_max(1000);
     let mut n = 0;
     {
         let store = Store::open_with(unsynced(), dir.path(), opts.clone()).unwrap();
@@ -159,13 +157,7 @@ fn a_stream_of_100000_segments_opens_and_reads_with_bounded_maps_and_descriptors
     let maps_before = maps();
     with_descriptor_limit(256, || {
         for read_only in [true, false] {
-            let store = open(
-                dir.path(),
-                Options {
-                    read_only,
-                    ..opts.clone()
-                },
-            );
+            let store = open(dir.path(), opts.clone().read_only(read_only));
             let s = store.stream("s").unwrap();
             assert_eq!(s.last_seq(), n);
             let mut seq = 0;

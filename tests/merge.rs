@@ -185,10 +185,7 @@ fn a_merge_larger_than_a_segment_and_one_the_target_refuses() {
         assert_eq!(written, order);
         assert!(segments(dir.path(), "t").len() > 3);
     }
-    let lower = lamplog::Options {
-        record_bytes_max: 1024,
-        ..small_opts()
-    };
+    let lower = small_opts().record_bytes_max(1024);
     let store = open(dir.path(), lower);
     assert!(matches!(
         store.merge_into(&["a", "b"], "u"),

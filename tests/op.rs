@@ -258,10 +258,7 @@ fn insert_op_stays_idempotent_after_a_repair_cuts_a_segment_with_an_ids_file() {
     patch(damaged, start + 50, b"\xff");
     // Without its index, open scans the segment and finds the damage.
     std::fs::remove_file(damaged.with_extension("idx")).unwrap();
-    let repair = lamplog::Options {
-        recovery: lamplog::RecoveryMode::Repair,
-        ..small_opts()
-    };
+    let repair = small_opts().recovery(lamplog::RecoveryMode::Repair);
     {
         let store = open(dir.path(), repair);
         let s = store.stream("s").unwrap();

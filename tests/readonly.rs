@@ -76,14 +76,8 @@ fn read_only_opens(
     let mut opens = 0;
     while started.elapsed() < run {
         opens += 1;
-        let ro = Store::open(
-            dir,
-            Options {
-                read_only: true,
-                ..tiny_opts()
-            },
-        )
-        .unwrap_or_else(|e| panic!("read-only open {opens} failed: {e}"));
+        let ro = Store::open(dir, tiny_opts().read_only(true))
+            .unwrap_or_else(|e| panic!("read-only open {opens} failed: {e}"));
         let Ok(s) = ro.stream("s") else { continue };
         let records: Vec<_> = s
             .iter()
@@ -176,15 +170,8 @@ fn a_listing_that_misses_a_segment_created_meanwhile_is_no_gap() {
             list_dir: Some(Box::new(move |_, names| names.retain(|n| *n != missed))),
             ..Default::default()
         };
-        let store = open_hooked(
-            dir.path(),
-            hooks,
-            Options {
-                read_only,
-                ..tiny_opts()
-            },
-        )
-        .unwrap_or_else(|e| panic!("read-only {read_only}: {e}"));
+        let store = open_hooked(dir.path(), hooks, tiny_opts().read_only(read_only))
+            .unwrap_or_else(|e| panic!("read-only {read_only}: {e}"));
         let s = store.stream("s").unwrap();
         assert_eq!(read_all(&s).len(), 400);
         store.verify().unwrap();
@@ -219,14 +206,7 @@ fn a_tail_seen_mid_write_is_read_again_and_real_damage_is_still_reported() {
             })),
             ..Default::default()
         };
-        let opened = open_hooked(
-            dir.path(),
-            hooks,
-            Options {
-                read_only: true,
-                ..tiny_opts()
-            },
-        );
+        let opened = open_hooked(dir.path(), hooks, tiny_opts().read_only(true));
         match (persistent, opened) {
             (false, Ok(store)) => {
                 assert_eq!(read_all(&store.stream("s").unwrap()).len(), 400);

@@ -38,10 +38,7 @@ fn crashed(n: u64, durability: Durability) -> tempfile::TempDir {
 /// point is durable data that readers report (see
 /// `damage_before_the_last_durable_index_point_is_reported_by_readers`).
 fn sparse_opts() -> Options {
-    Options {
-        index_interval_bytes: 1 << 20,
-        ..small_opts()
-    }
+    small_opts().index_interval_bytes(1 << 20)
 }
 
 fn last_segment(root: &Path) -> std::path::PathBuf {
@@ -147,14 +144,11 @@ fn flipped_byte_with_durable_records_after_it_is_corruption_and_repair_quarantin
             "flip at {byte}"
         );
         // The same for a read-only open, which changes nothing.
-        let (_, offset, _) = expect_corruption(dir.path(), Options::read_only());
+        let (_, offset, _) = expect_corruption(dir.path(), Options::default().read_only(true));
         assert_eq!(offset, victim.0);
         assert!(quarantined(dir.path(), "s").is_empty());
 
-        let repair = Options {
-            recovery: RecoveryMode::Repair,
-            ..small_opts()
-        };
+        let repair = small_opts().recovery(RecoveryMode::Repair);
         let store = open(dir.path(), repair);
         let cuts = &store.recovery_report().cuts;
         assert_eq!(cuts.len(), 1);
@@ -291,13 +285,7 @@ fn a_missing_middle_segment_is_corruption() {
     );
 
     // Repair keeps the records before the hole and quarantines the rest.
-    let store = open(
-        base.path(),
-        Options {
-            recovery: RecoveryMode::Repair,
-            ..small_opts()
-        },
-    );
+    let store = open(base.path(), small_opts().recovery(RecoveryMode::Repair));
     let stream = store.stream("s").unwrap();
     let kept = stream.last_seq();
     assert!(kept > 0 && kept < 2000);
@@ -461,7 +449,7 @@ fn recovery_is_idempotent() {
     let tail = last_segment(base.path());
     let end = frame_spans(&tail).last().unwrap().1;
     patch(&tail, end - 10, b"garbage-garbage-garbage");
-    let read_only = Store::open(base.path(), Options::read_only()).unwrap();
+    let read_only = Store::open(base.path(), Options::default().read_only(true)).unwrap();
     let before: Vec<_> = read_all(&read_only.stream("s").unwrap());
     drop(read_only);
     let first = open(base.path(), small_opts());
@@ -486,14 +474,8 @@ fn lamplog_path(root: &Path, first_seq: u64) -> std::path::PathBuf {
 #[test]
 fn lowering_record_bytes_max_keeps_every_record_written_under_the_old_limit() {
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
-    let higher = Options {
-        record_bytes_max: 8 << 10,
-        ..small_opts()
-    };
-    let lower = Options {
-        record_bytes_max: 4096,
-        ..small_opts()
-    };
+    let higher = small_opts().record_bytes_max(8 << 10);
+    let lower = small_opts().record_bytes_max(4096);
     for clean in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), higher.clone());
@@ -510,13 +492,7 @@ fn lowering_record_bytes_max_keeps_every_record_written_under_the_old_limit() {
             store.abandon();
         }
         for read_only in [true, false] {
-            let store = open(
-                dir.path(),
-                Options {
-                    read_only,
-                    ..lower.clone()
-                },
-            );
+            let store = open(dir.path(), lower.clone().read_only(read_only));
             let stream = store.stream("s").unwrap();
             assert_eq!(stream.last_seq(), 2, "clean close: {clean}");
             assert_eq!(stream.get(2).unwrap().unwrap().payload(), big.as_bytes());

@@ -162,7 +162,7 @@ fn payloads_are_zero_copy_and_outlive_the_store() {
     drop(stream);
     drop(store);
     assert_eq!(&payload[..], br#"{"k":"v"}"#);
-    let store = Store::open(dir.path(), Options::read_only()).unwrap();
+    let store = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
     assert_holds_json(&store);
 }
 
@@ -189,10 +189,7 @@ fn a_small_queue_bound_still_takes_every_append() {
     // With a queue bound smaller than one record, every appender waits for
     // the write before it: slower, never stuck, nothing lost.
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        batch_bytes_max: 1,
-        ..small_opts()
-    };
+    let opts = small_opts().batch_bytes_max(1);
     let store = open(dir.path(), opts);
     let stream = store.stream("s").unwrap();
     let threads: Vec<_> = (0..4)

@@ -51,10 +51,7 @@ fn a_subscriber_sees_every_record_once_in_order_while_writers_run() {
 fn records_are_yielded_only_once_durable() {
     let dir = tempfile::tempdir().unwrap();
     // A long sync interval: buffered records stay unsynced until a sync.
-    let opts = Options {
-        sync_interval_us: 60_000_000,
-        ..small_opts()
-    };
+    let opts = small_opts().sync_interval_us(60_000_000);
     let store = open(dir.path(), opts);
     let stream = store.stream("s").unwrap();
     let mut tail = stream.subscribe_from(1).unwrap();
@@ -90,7 +87,7 @@ fn records_are_yielded_only_once_durable() {
 fn a_read_only_store_has_nothing_to_wait_for() {
     let dir = tempfile::tempdir().unwrap();
     open(dir.path(), Options::default()).stream("s").unwrap();
-    let store = Store::open(dir.path(), Options::read_only()).unwrap();
+    let store = Store::open(dir.path(), Options::default().read_only(true)).unwrap();
     assert!(matches!(
         store.stream("s").unwrap().subscribe_from(1),
         Err(Error::ReadOnly)

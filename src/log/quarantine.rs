@@ -37,6 +37,7 @@ impl std::fmt::Display for CutReason {
 
 /// One cut that recovery made (or, for a read-only open, would make).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Cut {
     /// The stream.
     pub stream: String,

@@ -28,6 +28,7 @@ struct Marker {
 
 /// What [`Stream::archive_before`] moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Archived {
     /// Segments moved.
     pub segments: usize,

@@ -13,6 +13,7 @@ use crate::stream::Stream;
 
 /// A record and the stream it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MergedRecord {
     /// The source stream's name.
     pub stream: Arc<str>,

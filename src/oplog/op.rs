@@ -121,6 +121,7 @@ impl NewOp {
 
 /// What [`OpLog::insert_op`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Inserted {
     /// Seq of the record holding the op.
     pub seq: u64,

@@ -12,6 +12,7 @@ use crate::stream::Stream;
 
 /// What a full check found in a healthy stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Verified {
     /// Segments checked.
     pub segments: u64,

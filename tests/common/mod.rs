@@ -13,22 +13,18 @@ use lamplog::{Durability, Options, Record, Store, Stream};
 
 /// Small segments, so a few thousand records span many of them.
 pub fn small_opts() -> Options {
-    Options {
-        segment_bytes_max: 16 << 10,
-        record_bytes_max: 4 << 10,
-        index_interval_bytes: 512,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_bytes_max(16 << 10)
+        .record_bytes_max(4 << 10)
+        .index_interval_bytes(512)
 }
 
 /// Segments of 4 KiB: a few hundred records roll through many of them.
 pub fn tiny_opts() -> Options {
-    Options {
-        segment_bytes_max: 4096,
-        record_bytes_max: 1024,
-        index_interval_bytes: 256,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_bytes_max(4096)
+        .record_bytes_max(1024)
+        .index_interval_bytes(256)
 }
 
 /// xorshift64*: small and seedable, for drawing test inputs.

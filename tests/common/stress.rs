@@ -71,13 +71,11 @@ pub struct Report {
 }
 
 pub fn opts() -> Options {
-    Options {
-        sync_interval_us: 20_000,
+    super::tiny_opts()
+        .sync_interval_us(20_000)
         // Few maps kept, so that views are dropped and mapped again while
         // the writer rolls and archives and readers hold iterators.
-        open_segments_max: 8,
-        ..super::tiny_opts()
-    }
+        .open_segments_max(8)
 }
 
 /// How long a Buffered record may take to be observed durable before the
@@ -659,10 +657,7 @@ fn merge(shared: &Shared, thread: usize, n: u64, rng: &mut Rng, note: &dyn Fn(St
 }
 
 fn read_only_reopen(shared: &Shared) {
-    let opts = Options {
-        read_only: true,
-        ..opts()
-    };
+    let opts = opts().read_only(true);
     let store = match &shared.disk {
         Disk::Real(dir) => Store::open(dir, opts),
         Disk::Sim(disk) => Store::open_with(Arc::new(disk.clone()), ROOT, opts),

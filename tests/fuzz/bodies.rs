@@ -47,22 +47,14 @@ pub fn segment_recover(data: &[u8]) {
     if let Some(index) = index {
         put("00000000000000000001.idx", index);
     }
-    let small = Options {
-        segment_bytes_max: 1 << 20,
-        record_bytes_max: 1 << 16,
-        index_interval_bytes: 256,
-        ..Options::default()
-    };
+    let small = Options::default()
+        .segment_bytes_max(1 << 20)
+        .record_bytes_max(1 << 16)
+        .index_interval_bytes(256);
     for opts in [
-        Options {
-            read_only: true,
-            ..small.clone()
-        },
+        small.clone().read_only(true),
         small.clone(),
-        Options {
-            recovery: RecoveryMode::Repair,
-            ..small.clone()
-        },
+        small.clone().recovery(RecoveryMode::Repair),
     ] {
         let Ok(store) = Store::open_with(Arc::new(disk.clone()), "/db", opts.clone()) else {
             continue;
@@ -92,12 +84,10 @@ pub fn log_ops(data: &[u8]) {
     /// Operations per input: enough for several rolls and crashes, few
     /// enough for thousands of executions a second (docs/RELIABILITY.md).
     const OPS_MAX: usize = 64;
-    let opts = Options {
-        segment_bytes_max: 2048,
-        record_bytes_max: 512,
-        index_interval_bytes: 128,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .segment_bytes_max(2048)
+        .record_bytes_max(512)
+        .index_interval_bytes(128);
     let mut disk = sim::SimDisk::default();
     let mut store = Some(Store::open_with(Arc::new(disk.clone()), "/s", opts.clone()).unwrap());
     // Every record written (seq - 1 -> payload), and how many are acknowledged durable.

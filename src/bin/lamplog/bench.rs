@@ -215,11 +215,9 @@ struct Measured {
 }
 
 fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Measured, Failure> {
-    let opts = Options {
-        io_backend: settings.backend,
-        sync_scope: config.sync_scope.unwrap_or(settings.sync_scope),
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .io_backend(settings.backend)
+        .sync_scope(config.sync_scope.unwrap_or(settings.sync_scope));
     let store = Store::open(root, opts)?;
     if let Some(note) = &store.stats().io_fallback {
         eprintln!("lamplog bench: {note}");
@@ -310,7 +308,7 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
 
 /// Replay everything in the store at `root` through mmap, CRC-verified.
 fn run_replay(root: &Path) -> Result<(u64, u64, f64), Failure> {
-    let store = Store::open(root, Options::read_only())?;
+    let store = Store::open(root, Options::default().read_only(true))?;
     // Warm the page cache and the maps: the target is replay from memory.
     let count = |store: &Store| -> Result<(u64, u64), Failure> {
         let (mut records, mut bytes) = (0u64, 0u64);

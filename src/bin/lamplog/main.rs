@@ -365,7 +365,7 @@ impl<W: Write> Acks<'_, W> {
 }
 
 fn fsck(dir: &Path) -> Result<(), Failure> {
-    let store = Store::open(dir, Options::read_only())?;
+    let store = Store::open(dir, Options::default().read_only(true))?;
     report_cuts(&store);
     let v = store.verify()?;
     println!(
@@ -384,7 +384,7 @@ fn read(
     from_seq: Option<u64>,
     limit: Option<u64>,
 ) -> Result<(), Failure> {
-    let store = Store::open(dir, Options::read_only())?;
+    let store = Store::open(dir, Options::default().read_only(true))?;
     report_cuts(&store);
     let stream = store.stream(stream_name)?;
     let mut out = BufWriter::new(io::stdout().lock());
@@ -452,11 +452,9 @@ fn quickstart(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         }
     };
     println!("lamplog quickstart in {}", dir.display());
-    let opts = Options {
-        segment_bytes_max: 8 << 20,
-        record_bytes_max: 1 << 20,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .segment_bytes_max(8 << 20)
+        .record_bytes_max(1 << 20);
     let store = Store::open(&dir, opts.clone())?;
     let stream = store.stream("agent-001")?;
     let payload = |i: u64| {

@@ -16,6 +16,7 @@ use crate::options::{IoBackend, SyncScope};
 
 /// Counters of the I/O the commit protocol issued, for [`Store::stats`](crate::Store::stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// How the syncer issues fdatasyncs.
     pub io_backend: IoBackend,

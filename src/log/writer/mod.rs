@@ -29,6 +29,7 @@ pub(crate) struct WriterLimits {
 
 /// What an append was assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Appended {
     /// The record's sequence number.
     pub seq: u64,
