@@ -1,6 +1,7 @@
 //! Helpers shared by the scenario tests.
 #![allow(dead_code)]
 
+pub mod disk;
 pub mod hooked;
 pub mod images;
 pub mod stress;
@@ -109,7 +110,11 @@ const KIND_COMMIT: u8 = 2;
 /// `[start, end)` of every data frame in a segment file, by walking the
 /// length fields (commit markers are skipped).
 pub fn frame_spans(segment: &Path) -> Vec<(u64, u64)> {
-    let bytes = fs::read(segment).unwrap();
+    frame_spans_of(&fs::read(segment).unwrap())
+}
+
+/// `[start, end)` of every data frame in a segment's bytes.
+pub fn frame_spans_of(bytes: &[u8]) -> Vec<(u64, u64)> {
     let mut spans = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     while at + FRAME_HEADER_LEN <= bytes.len() {
