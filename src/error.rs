@@ -226,6 +226,9 @@ pub enum CorruptionKind {
     BadLength,
     /// A record has an unknown kind or non-zero reserved bits.
     BadRecordHeader,
+    /// A record's checksum matches but its payload is not one JSON value,
+    /// which lamplog never writes.
+    BadPayload,
     /// A record's `prev_crc` does not match the record before it.
     BrokenChain,
     /// Sequence numbers are not contiguous (a lost, repeated or reordered record, or a missing segment).
@@ -254,6 +257,7 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::BadRecordHeader => {
                 f.write_str("unknown record kind or reserved bits set")
             }
+            CorruptionKind::BadPayload => f.write_str("record payload is not one JSON value"),
             CorruptionKind::BrokenChain => f.write_str("record does not chain to its predecessor"),
             CorruptionKind::SequenceGap { expected, found } => {
                 write!(f, "sequence gap: expected seq {expected}, found {found}")

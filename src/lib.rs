@@ -19,7 +19,26 @@
 //! # Ok::<(), lamplog::Error>(())
 //! ```
 //!
-//! The on-disk format is specified in `docs/FORMAT.md`.
+//! # Map
+//!
+//! - [`Store`] opens a directory with [`Options`] and hands out [`Stream`]s
+//!   by name; [`Stream::append`] takes a payload and a [`Durability`] and
+//!   returns where it landed ([`Appended`]).
+//! - Reading: [`Stream::get`], [`Stream::iter`] and its seeks yield
+//!   [`Record`]s through an [`Iter`]; [`Query`] filters ops by actor, kind,
+//!   Lamport and time; [`Subscription`] follows a stream as it grows.
+//! - Built on the log: [`Checkpoint`]s to replay from, archiving
+//!   ([`Archived`]), [`Merge`] of streams by Lamport order, the typed ops of
+//!   [`op`] with idempotent inserts, and [`Stream::verify`] ([`Verified`]).
+//! - After a crash, [`Store::recovery_report`] says what recovery cut
+//!   ([`Cut`]); every failure is an [`Error`], damage on disk an
+//!   [`Error::Corruption`] naming stream, segment and offset.
+//! - [`format`](mod@format) holds the format's public constants; `testing` (cargo
+//!   feature `testing`) the file backend seam and a simulated disk for
+//!   crash tests.
+//!
+//! The on-disk format is specified in `docs/FORMAT.md`; the code's layers
+//! in `docs/ARCHITECTURE.md`.
 #![deny(unsafe_code)]
 // `unwrap` hides why a value must be there: library code says it with
 // `expect("...")` (an invariant) or returns an error (input). Tests may unwrap.

@@ -6,7 +6,7 @@
 use crate::error::{CorruptionKind, Result};
 use crate::format::segment::SEGMENT_HEADER_LEN;
 use crate::log::index::SparseIndex;
-use crate::log::scan::{scan, Cursor};
+use crate::log::scan::{chain_break, scan, Cursor};
 use crate::store::Store;
 use crate::stream::Stream;
 
@@ -28,25 +28,11 @@ impl Stream {
     /// and byte offset.
     pub fn verify(&self) -> Result<Verified> {
         let mut report = Verified::default();
-        let mut prev: Option<(u64, u64, u32)> = None; // last seq, Lamport, CRC
+        let mut prev = None;
         for segment in self.segments().all() {
             let h = &segment.header;
-            if let Some((last_seq, last_lamport, last_crc)) = prev {
-                let kind = if h.first_seq != last_seq + 1 {
-                    Some(CorruptionKind::SequenceGap {
-                        expected: last_seq + 1,
-                        found: h.first_seq,
-                    })
-                } else if h.prev_crc != last_crc {
-                    Some(CorruptionKind::BrokenChain)
-                } else if h.first_lamport <= last_lamport {
-                    Some(CorruptionKind::LamportNotIncreasing)
-                } else {
-                    None
-                };
-                if let Some(kind) = kind {
-                    return Err(segment.corruption(0, kind));
-                }
+            if let Some(kind) = prev.as_ref().and_then(|p| chain_break(p, h)) {
+                return Err(segment.corruption(0, kind));
             }
             let end = segment.end();
             let bytes = segment.bytes(end)?;
@@ -62,12 +48,7 @@ impl Stream {
             report.segments += 1;
             report.records += c.next_seq - h.first_seq;
             report.bytes += end - SEGMENT_HEADER_LEN as u64;
-            let published = c.published(h);
-            prev = Some((
-                published.last_seq,
-                published.last_lamport,
-                published.last_crc,
-            ));
+            prev = Some(c.published(h));
         }
         Ok(report)
     }

@@ -2,6 +2,7 @@
 //! records, checked through its index (sealed) or by a scan.
 
 use super::*;
+use crate::log::scan::chain_break;
 
 impl Recovery<'_> {
     pub(super) fn open_segment(
@@ -196,8 +197,13 @@ impl Recovery<'_> {
                 CorruptionKind::WrongSegment("first seq differs from its file name"),
             );
         }
-        let expected = prev.map_or(first_seq.min(live_from).max(1), |p| p.last_seq + 1);
-        if first_seq != expected {
+        if let Some(kind) = prev.as_ref().and_then(|p| chain_break(p, &header)) {
+            return damaged(0, kind);
+        }
+        // The first segment starts where the live log starts (or before,
+        // when an archive was interrupted).
+        let expected = first_seq.min(live_from).max(1);
+        if prev.is_none() && first_seq != expected {
             return damaged(
                 0,
                 CorruptionKind::SequenceGap {
@@ -205,14 +211,6 @@ impl Recovery<'_> {
                     found: first_seq,
                 },
             );
-        }
-        if let Some(p) = prev {
-            if header.prev_crc != p.last_crc {
-                return damaged(0, CorruptionKind::BrokenChain);
-            }
-            if header.first_lamport <= p.last_lamport {
-                return damaged(0, CorruptionKind::LamportNotIncreasing);
-            }
         }
         Ok(Ok(header))
     }
