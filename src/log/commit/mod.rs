@@ -436,6 +436,10 @@ impl StreamLog {
             pos <= self.written.load(Ordering::Acquire),
             "durable never passes written: a sync covers only what was written before it began"
         );
+        assert!(
+            seq <= self.last_seq(),
+            "a sync acknowledges only records that were stamped"
+        );
         self.encoder.lock().encoder.note_durable(pos);
         self.durable.fetch_max(pos, Ordering::AcqRel);
         self.durable_seq.fetch_max(seq, Ordering::AcqRel);

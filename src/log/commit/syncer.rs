@@ -228,6 +228,9 @@ impl SyncerShared {
                 .fsyncs
                 .fetch_add(files.len() as u64, Ordering::Relaxed);
             let results = engine.sync_all(&files);
+            // Each stream is acknowledged by its own file's sync, and by
+            // nothing else: a missing answer would leave its waiters hung.
+            assert_eq!(results.len(), files.len(), "one sync result per file");
             for ((log, target), result) in logs.iter().zip(&targets).zip(results) {
                 log.end_sync(target, result);
             }
