@@ -235,6 +235,7 @@ mod imp {
             self.0.load(Ordering::SeqCst)
         }
 
+        #[cfg(test)]
         pub fn advance_us(&self, us: u64) {
             self.0.fetch_add(us, Ordering::SeqCst);
         }

@@ -24,6 +24,7 @@
 //! later appends get `Error::Poisoned`; reopening recovers from what is on
 //! disk.
 
+mod durable;
 pub(crate) mod poison;
 pub(crate) mod syncer;
 
@@ -33,7 +34,7 @@ use crate::log::segment::Published;
 use crate::log::sync::{Arc, AtomicBool, AtomicU64, Event, Mutex, Ordering};
 use crate::log::writer::{Appended, Chunk, Encoder, Pos, SegmentIo, WriterLimits};
 use poison::Poison;
-use syncer::{SyncTarget, Syncable, Syncer, SyncerShared};
+use syncer::{Syncable, Syncer, SyncerShared};
 
 /// How a wait for a durable record ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,22 +280,6 @@ impl StreamLog {
         );
     }
 
-    /// Ask the syncer for a sync of this stream, unless one is asked already
-    /// and not yet begun (it will cover everything written before it begins).
-    fn request_sync(self: &Arc<Self>) {
-        if !self.sync_requested.swap(true, Ordering::AcqRel) {
-            if !self.syncer.request(self.clone()) {
-                // The syncer is stopping (its store is closing): every
-                // waiter must still be answered, so sync here.
-                self.sync_requested.store(false, Ordering::Release);
-                self.sync_inline();
-            }
-        } else {
-            // Already queued: this append may complete the gathered batch.
-            self.syncer.nudge();
-        }
-    }
-
     /// Wait until `level` reaches `pos`, or a failure.
     fn wait(&self, pos: Pos, level: &AtomicU64, changed: &Event) -> Result<()> {
         let reached = || level.load(Ordering::Acquire) >= pos;
@@ -399,131 +384,11 @@ impl StreamLog {
         }
     }
 
-    /// Seq of the last record known to be on disk.
-    pub fn durable_seq(&self) -> u64 {
-        self.durable_seq.load(Ordering::Acquire)
-    }
-
-    /// Wait until record `seq` is on disk, `deadline` passes, the log is
-    /// closed, or the store fails (`Err`).
-    pub fn wait_durable_seq(
-        &self,
-        seq: u64,
-        deadline: Option<std::time::Instant>,
-    ) -> Result<Waited> {
-        let reached = || self.durable_seq.load(Ordering::Acquire) >= seq;
-        let closed = || self.closed.load(Ordering::Acquire);
-        let done = || reached() || closed() || self.check().is_err();
-        match deadline {
-            None => self.durable_changed.wait_until(done),
-            Some(deadline) => {
-                self.durable_changed.wait_until_deadline(done, deadline);
-            }
-        }
-        if reached() {
-            return Ok(Waited::Reached);
-        }
-        self.check()?;
-        Ok(if closed() {
-            Waited::Closed
-        } else {
-            Waited::TimedOut
-        })
-    }
-
-    fn set_durable(&self, pos: Pos, seq: u64) {
-        assert!(
-            pos <= self.written.load(Ordering::Acquire),
-            "durable never passes written: a sync covers only what was written before it began"
-        );
-        assert!(
-            seq <= self.last_seq(),
-            "a sync acknowledges only records that were stamped"
-        );
-        self.encoder.lock().encoder.note_durable(pos);
-        self.durable.fetch_max(pos, Ordering::AcqRel);
-        self.durable_seq.fetch_max(seq, Ordering::AcqRel);
-        self.durable_changed.notify_all();
-    }
-
     /// Record a failure in `poison` and answer every waiter.
     fn fail(&self, poison: &Poison, cause: String, source: std::io::Error) {
         poison.set(cause, source);
         self.written_changed.notify_all();
         self.durable_changed.notify_all();
-    }
-
-    /// What a sync begun now covers: the active file, up to what is written.
-    fn sync_target(&self) -> SyncTarget {
-        let io = self.io.lock();
-        SyncTarget {
-            file: io.file().clone(),
-            path: io.active().path.clone(),
-            pos: io.written_pos(),
-            seq: io.written().last_seq,
-        }
-    }
-
-    /// Sync in this thread, sparing a lone appender the two thread hops to
-    /// the syncer and back. Only when the syncer has nothing else to do:
-    /// under load, the syncer's batches are cheaper.
-    fn sync_inline(&self) {
-        let target = self.sync_target();
-        let started = std::time::Instant::now();
-        let result = target.file.sync_data();
-        let counters = &self.syncer.counters;
-        counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        counters
-            .fsync_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.unwait();
-        self.end_sync(&target, result);
-    }
-
-    /// Take back this thread's count in the syncer's waiting appends: its
-    /// sync is done (or was not needed) without the syncer.
-    fn unwait(&self) {
-        // The syncer may have reset the count meanwhile: never wrap below zero.
-        let _ = self
-            .syncer
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| w.checked_sub(1));
-    }
-}
-
-/// The syncer's side of a stream's log.
-impl Syncable for StreamLog {
-    /// Start a sync (the syncer calls this): the file to fdatasync and the
-    /// position that makes durable. The io lock is not held during the sync,
-    /// so the flusher keeps writing the next batch meanwhile.
-    fn begin_sync(&self) -> SyncTarget {
-        self.sync_requested.store(false, Ordering::Release);
-        self.sync_target()
-    }
-
-    fn end_sync(&self, target: &SyncTarget, result: std::io::Result<()>) {
-        match result {
-            // After a poison nothing more becomes durable, not even through
-            // a sync that seems to succeed (see below).
-            Ok(()) if self.check().is_err() => {}
-            Ok(()) => self.set_durable(target.pos, target.seq),
-            // After a failed fsync the kernel may have dropped the dirty
-            // pages, so a retry could falsely succeed: nothing more is
-            // acknowledged by this store, and its durable point stays put.
-            Err(e) => self.fail(
-                &self.store_poison,
-                format!("fdatasync {}: {e}", target.path.display()),
-                e,
-            ),
-        }
-    }
-
-    /// Whether the syncer's sweep should sync this stream: it has unsynced
-    /// records and is not poisoned (a retry after a failed fdatasync could
-    /// falsely succeed).
-    fn needs_sync(&self) -> bool {
-        self.durable.load(Ordering::Acquire) < self.written.load(Ordering::Acquire)
-            && self.check().is_ok()
     }
 }
 

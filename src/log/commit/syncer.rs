@@ -350,7 +350,7 @@ impl Syncer {
 impl Syncer {
     /// Move the model's clock forward and let the syncer see it (loom has
     /// no time of its own).
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     pub(crate) fn advance_clock(&self, by: Duration) {
         let queue = self.shared.queue.lock();
         self.shared.clock.advance_us(by.as_micros() as u64);
