@@ -239,37 +239,18 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
     let stats_before = store.stats();
     let threads: Vec<_> = (0..config.writers)
         .map(|w| {
-            let stream = streams[w % config.streams].clone();
-            let (payloads, start_line, bar, done) = (
-                payloads.clone(),
-                start_line.clone(),
-                bar.clone(),
-                done.clone(),
-            );
-            let durability = config.durability;
-            std::thread::spawn(move || -> Result<Vec<u32>, lamplog::Error> {
-                let mut latencies = Vec::with_capacity(per_writer as usize);
-                let pick = |i: u64| &payloads[((i as usize) * 7 + w) % payloads.len()];
-                start_line.wait();
-                let mut i = 0;
-                while i < per_writer {
-                    let t = Instant::now();
-                    if batch == 1 {
-                        stream.append(pick(i), durability)?;
-                    } else {
-                        stream.append_batch((i..i + batch).map(pick), durability)?;
-                    }
-                    // A batch's records all wait as long as its call.
-                    let ns = t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
-                    latencies.extend(std::iter::repeat_n(ns, batch as usize));
-                    i += batch;
-                    if i % 4096 < batch {
-                        bar.inc(4096.min(i));
-                        done.fetch_add(batch, Ordering::Relaxed);
-                    }
-                }
-                Ok(latencies)
-            })
+            let writer = Writer {
+                stream: streams[w % config.streams].clone(),
+                payloads: payloads.clone(),
+                first_payload: w,
+                records: per_writer,
+                batch,
+                durability: config.durability,
+                start_line: start_line.clone(),
+                bar: bar.clone(),
+                done: done.clone(),
+            };
+            std::thread::spawn(move || writer.run())
         })
         .collect();
     sync_all();
@@ -306,6 +287,48 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
     })
 }
 
+/// One appending thread of a configuration.
+struct Writer {
+    stream: lamplog::Stream,
+    payloads: Arc<Vec<Vec<u8>>>,
+    first_payload: usize,
+    records: u64,
+    batch: u64,
+    durability: Durability,
+    start_line: Arc<Barrier>,
+    bar: ProgressBar,
+    done: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Append `records` from the start line on; the latency of each.
+    fn run(self) -> Result<Vec<u32>, lamplog::Error> {
+        let mut latencies = Vec::with_capacity(self.records as usize);
+        let pick =
+            |i: u64| &self.payloads[((i as usize) * 7 + self.first_payload) % self.payloads.len()];
+        self.start_line.wait();
+        let mut i = 0;
+        while i < self.records {
+            let t = Instant::now();
+            if self.batch == 1 {
+                self.stream.append(pick(i), self.durability)?;
+            } else {
+                self.stream
+                    .append_batch((i..i + self.batch).map(pick), self.durability)?;
+            }
+            // A batch's records all wait as long as its call.
+            let ns = t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+            latencies.extend(std::iter::repeat_n(ns, self.batch as usize));
+            i += self.batch;
+            if i % 4096 < self.batch {
+                self.bar.inc(4096.min(i));
+                self.done.fetch_add(self.batch, Ordering::Relaxed);
+            }
+        }
+        Ok(latencies)
+    }
+}
+
 /// Replay everything in the store at `root` through mmap, CRC-verified.
 fn run_replay(root: &Path) -> Result<(u64, u64, f64), Failure> {
     let store = Store::open(root, Options::default().read_only(true))?;
@@ -337,17 +360,7 @@ fn durability_name(d: Durability) -> &'static str {
 /// Run `configs` (and a replay of the last buffered one when `replay`),
 /// printing a table or JSON lines.
 pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), Failure> {
-    let base = match &settings.dir {
-        Some(dir) => {
-            fs::create_dir_all(dir)?;
-            tempfile::Builder::new()
-                .prefix("lamplog-bench-")
-                .tempdir_in(dir)?
-        }
-        None => tempfile::Builder::new()
-            .prefix(".lamplog-bench-")
-            .tempdir_in(".")?,
-    };
+    let base = bench_dir(settings)?;
     if !settings.json {
         println!(
             "lamplog bench in {} ({} bytes per record)",
@@ -356,82 +369,24 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
         );
     }
     let baseline_rate = baseline(base.path(), settings.record_bytes)?;
-    let t_fsync = 1.0 / baseline_rate;
     if !settings.json {
-        println!("baseline: one writer, pwrite + fdatasync per record: {baseline_rate:.0} records/s ({:.0} us per record)\n", t_fsync * 1e6);
-        println!(
-            "{:<18} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
-            "config",
-            "records/s",
-            "MB/s",
-            "p50 us",
-            "p99 us",
-            "p99.9 us",
-            "fsyncs",
-            "rec/fsync",
-            "fsync us",
-            "x base",
-            "x limit",
-            "x ceil",
-            "disk/pl"
-        );
+        print_header(baseline_rate);
     }
     let mut last_buffered = None;
     for (i, config) in configs.iter().enumerate() {
         let root = base.path().join(format!("{i:02}-{}", config.name));
-        let durable = config.durability == Durability::Sync;
         // A lone appender syncs in its own thread: it has no one to wake.
         // Several streams cost a sync each (or a syncfs), which the
         // ceiling does not model.
-        let lockstep = durable && config.streams == 1;
+        let lockstep = config.durability == Durability::Sync && config.streams == 1;
         let wake_round =
             (lockstep && config.writers > 1).then(|| crate::wake::round(config.writers));
         let m = run_appends(config, settings, &root)?;
-        let records = m.latencies_ns.len() as u64;
-        let payload_len = op(0, settings.record_bytes).len() as f64;
-        let rate = records as f64 / m.seconds;
-        let limit = durable.then(|| config.writers as f64 / t_fsync);
-        let round_s = wake_round.map_or(0.0, |r| r.as_secs_f64());
-        let ceiling = lockstep.then(|| config.writers as f64 / (t_fsync + round_s));
-        let row = Row {
-            name: config.name.clone(),
-            backend: m.backend,
-            sync_scope: match config.sync_scope.unwrap_or(settings.sync_scope) {
-                lamplog::SyncScope::Filesystem => "filesystem",
-                _ => "files",
-            },
-            writers: config.writers,
-            streams: config.streams,
-            durability: durability_name(config.durability),
-            records,
-            seconds: m.seconds,
-            records_per_s: rate,
-            mb_per_s: rate * payload_len / 1e6,
-            p50_us: percentile(&m.latencies_ns, 0.50),
-            p99_us: percentile(&m.latencies_ns, 0.99),
-            p999_us: percentile(&m.latencies_ns, 0.999),
-            fsyncs: m.fsyncs,
-            fsync_avg_us: if m.fsyncs == 0 {
-                0.0
-            } else {
-                m.fsync_us as f64 / m.fsyncs as f64
-            },
-            records_per_fsync: if m.fsyncs == 0 {
-                0.0
-            } else {
-                records as f64 / m.fsyncs as f64
-            },
-            baseline_records_per_s: baseline_rate,
-            ratio_to_baseline: rate / baseline_rate,
-            group_commit_limit_per_s: limit,
-            ratio_to_limit: limit.map(|l| rate / l),
-            wake_round_us: wake_round.map(|r| r.as_secs_f64() * 1e6),
-            lockstep_ceiling_per_s: ceiling,
-            ratio_to_ceiling: ceiling.map(|c| rate / c),
-            disk_bytes_per_payload_byte: Some(m.disk_bytes as f64 / (records as f64 * payload_len)),
-        };
-        print_row(&row, settings.json)?;
-        if !durable {
+        print_row(
+            &row(config, settings, &m, baseline_rate, wake_round),
+            settings.json,
+        )?;
+        if config.durability == Durability::Buffered {
             last_buffered = Some(root);
         }
     }
@@ -441,22 +396,119 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
         );
     }
     if let (true, Some(root)) = (replay, last_buffered) {
-        let (records, bytes, seconds) = run_replay(&root)?;
+        print_replay(&root, settings.json)?;
+    }
+    Ok(())
+}
+
+/// A fresh directory for the run's stores, under `--dir` (or the current
+/// directory, so that the disk under test is the one the user runs from).
+fn bench_dir(settings: &Settings) -> Result<tempfile::TempDir, Failure> {
+    Ok(match &settings.dir {
+        Some(dir) => {
+            fs::create_dir_all(dir)?;
+            tempfile::Builder::new()
+                .prefix("lamplog-bench-")
+                .tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix(".lamplog-bench-")
+            .tempdir_in(".")?,
+    })
+}
+
+fn print_header(baseline_rate: f64) {
+    println!("baseline: one writer, pwrite + fdatasync per record: {baseline_rate:.0} records/s ({:.0} us per record)\n", 1e6 / baseline_rate);
+    println!(
+        "{:<18} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "config",
+        "records/s",
+        "MB/s",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "fsyncs",
+        "rec/fsync",
+        "fsync us",
+        "x base",
+        "x limit",
+        "x ceil",
+        "disk/pl"
+    );
+}
+
+/// One configuration's figures, with its ratios to the baseline, to the
+/// group-commit limit and to the lockstep ceiling.
+fn row(
+    config: &Config,
+    settings: &Settings,
+    m: &Measured,
+    baseline_rate: f64,
+    wake_round: Option<Duration>,
+) -> Row {
+    let t_fsync = 1.0 / baseline_rate;
+    let durable = config.durability == Durability::Sync;
+    let records = m.latencies_ns.len() as u64;
+    let payload_len = op(0, settings.record_bytes).len() as f64;
+    let rate = records as f64 / m.seconds;
+    let limit = durable.then(|| config.writers as f64 / t_fsync);
+    let round_s = wake_round.map_or(0.0, |r| r.as_secs_f64());
+    let ceiling =
+        (durable && config.streams == 1).then(|| config.writers as f64 / (t_fsync + round_s));
+    let per_fsync = |x: f64| {
+        if m.fsyncs == 0 {
+            0.0
+        } else {
+            x / m.fsyncs as f64
+        }
+    };
+    Row {
+        name: config.name.clone(),
+        backend: m.backend,
+        sync_scope: match config.sync_scope.unwrap_or(settings.sync_scope) {
+            lamplog::SyncScope::Filesystem => "filesystem",
+            _ => "files",
+        },
+        writers: config.writers,
+        streams: config.streams,
+        durability: durability_name(config.durability),
+        records,
+        seconds: m.seconds,
+        records_per_s: rate,
+        mb_per_s: rate * payload_len / 1e6,
+        p50_us: percentile(&m.latencies_ns, 0.50),
+        p99_us: percentile(&m.latencies_ns, 0.99),
+        p999_us: percentile(&m.latencies_ns, 0.999),
+        fsyncs: m.fsyncs,
+        fsync_avg_us: per_fsync(m.fsync_us as f64),
+        records_per_fsync: per_fsync(records as f64),
+        baseline_records_per_s: baseline_rate,
+        ratio_to_baseline: rate / baseline_rate,
+        group_commit_limit_per_s: limit,
+        ratio_to_limit: limit.map(|l| rate / l),
+        wake_round_us: wake_round.map(|r| r.as_secs_f64() * 1e6),
+        lockstep_ceiling_per_s: ceiling,
+        ratio_to_ceiling: ceiling.map(|c| rate / c),
+        disk_bytes_per_payload_byte: Some(m.disk_bytes as f64 / (records as f64 * payload_len)),
+    }
+}
+
+fn print_replay(root: &Path, json: bool) -> Result<(), Failure> {
+    let (records, bytes, seconds) = run_replay(root)?;
+    if json {
         let row = serde_json::json!({
             "name": "replay", "records": records, "seconds": seconds,
             "records_per_s": records as f64 / seconds, "gb_per_s": bytes as f64 / seconds / 1e9,
         });
-        if settings.json {
-            println!("{row}");
-        } else {
-            println!(
-                "{:<18} {:>12.0} {:>8.0}   ({:.2} GB/s of frames, CRC-verified through mmap)",
-                "replay",
-                records as f64 / seconds,
-                bytes as f64 / seconds / 1e6,
-                bytes as f64 / seconds / 1e9
-            );
-        }
+        println!("{row}");
+    } else {
+        println!(
+            "{:<18} {:>12.0} {:>8.0}   ({:.2} GB/s of frames, CRC-verified through mmap)",
+            "replay",
+            records as f64 / seconds,
+            bytes as f64 / seconds / 1e6,
+            bytes as f64 / seconds / 1e9
+        );
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use lamplog::{Durability, Error, Options, Store};
 
 #[derive(Parser)]
@@ -57,40 +57,7 @@ enum Command {
     /// With no options it runs the default matrix: durable appends with 1, 16, 64 and 256
     /// writers on one stream, 100 streams with a writer each, buffered ingest by one
     /// thread, and replay.
-    Bench {
-        /// Where to create the temporary store (default: the current directory, so the
-        /// disk under test is the one you run from).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Appending threads.
-        #[arg(long)]
-        writers: Option<usize>,
-        /// Streams the writers spread over.
-        #[arg(long)]
-        streams: Option<usize>,
-        /// Records to append in total.
-        #[arg(long)]
-        records: Option<u64>,
-        /// Approximate payload size in bytes.
-        #[arg(long, default_value_t = 200)]
-        record_bytes: usize,
-        /// Durability of each append.
-        #[arg(long, value_enum)]
-        durability: Option<DurabilityArg>,
-        /// Records per call (1: `append`; more: `append_batch`).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// The I/O backend.
-        #[arg(long, value_enum, default_value_t = BackendArg::IoUring)]
-        backend: BackendArg,
-        /// What a sync of many files writes back: each file (fdatasync), or
-        /// the whole filesystem (one syncfs for 4 or more files).
-        #[arg(long, value_enum, default_value_t = ScopeArg::Files)]
-        sync_scope: ScopeArg,
-        /// Print one JSON object per configuration instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
     /// Append, replay, seek and recover a demo stream in a temporary store, and say what happened.
     Quickstart {
         /// Records to append.
@@ -100,6 +67,43 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// The options of `lamplog bench`.
+#[derive(Args)]
+struct BenchArgs {
+    /// Where to create the temporary store (default: the current directory, so the
+    /// disk under test is the one you run from).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Appending threads.
+    #[arg(long)]
+    writers: Option<usize>,
+    /// Streams the writers spread over.
+    #[arg(long)]
+    streams: Option<usize>,
+    /// Records to append in total.
+    #[arg(long)]
+    records: Option<u64>,
+    /// Approximate payload size in bytes.
+    #[arg(long, default_value_t = 200)]
+    record_bytes: usize,
+    /// Durability of each append.
+    #[arg(long, value_enum)]
+    durability: Option<DurabilityArg>,
+    /// Records per call (1: `append`; more: `append_batch`).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// The I/O backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::IoUring)]
+    backend: BackendArg,
+    /// What a sync of many files writes back: each file (fdatasync), or
+    /// the whole filesystem (one syncfs for 4 or more files).
+    #[arg(long, value_enum, default_value_t = ScopeArg::Files)]
+    sync_scope: ScopeArg,
+    /// Print one JSON object per configuration instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -190,51 +194,7 @@ fn main() -> ExitCode {
         } => read(&dir, &stream, from_seq, limit),
         Command::Quickstart { records, dir } => quickstart(records, dir),
         Command::Fsck { dir } => fsck(&dir),
-        Command::Bench {
-            dir,
-            batch,
-            writers,
-            streams,
-            records,
-            record_bytes,
-            durability,
-            backend,
-            sync_scope,
-            json,
-        } => {
-            let backend = match backend {
-                BackendArg::Pwrite => lamplog::IoBackend::Pwrite,
-                BackendArg::IoUring => lamplog::IoBackend::IoUring,
-            };
-            let settings = bench::Settings {
-                dir,
-                backend,
-                sync_scope: match sync_scope {
-                    ScopeArg::Files => lamplog::SyncScope::Files,
-                    ScopeArg::Filesystem => lamplog::SyncScope::Filesystem,
-                },
-                record_bytes,
-                json,
-            };
-            let custom =
-                writers.is_some() || streams.is_some() || records.is_some() || durability.is_some();
-            if custom {
-                let writers = writers.unwrap_or(1).max(1);
-                let durability: Durability = durability.unwrap_or(DurabilityArg::Sync).into();
-                let config = bench::Config {
-                    name: "custom".into(),
-                    writers,
-                    streams: streams.unwrap_or(1).clamp(1, writers),
-                    records: records.unwrap_or(20_000),
-                    durability,
-                    batch: batch.max(1),
-                    sync_scope: None,
-                };
-                bench::run(&[config], &settings, durability == Durability::Buffered)
-            } else {
-                bench::run(&bench::default_matrix(), &settings, true)
-            }
-        }
+        Command::Bench(args) => bench_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,6 +205,43 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// `lamplog bench`: the default matrix, or the one configuration the
+/// options describe.
+fn bench_command(args: BenchArgs) -> Result<(), Failure> {
+    let settings = bench::Settings {
+        dir: args.dir,
+        backend: match args.backend {
+            BackendArg::Pwrite => lamplog::IoBackend::Pwrite,
+            BackendArg::IoUring => lamplog::IoBackend::IoUring,
+        },
+        sync_scope: match args.sync_scope {
+            ScopeArg::Files => lamplog::SyncScope::Files,
+            ScopeArg::Filesystem => lamplog::SyncScope::Filesystem,
+        },
+        record_bytes: args.record_bytes,
+        json: args.json,
+    };
+    let custom = args.writers.is_some()
+        || args.streams.is_some()
+        || args.records.is_some()
+        || args.durability.is_some();
+    if !custom {
+        return bench::run(&bench::default_matrix(), &settings, true);
+    }
+    let writers = args.writers.unwrap_or(1).max(1);
+    let durability: Durability = args.durability.unwrap_or(DurabilityArg::Sync).into();
+    let config = bench::Config {
+        name: "custom".into(),
+        writers,
+        streams: args.streams.unwrap_or(1).clamp(1, writers),
+        records: args.records.unwrap_or(20_000),
+        durability,
+        batch: args.batch.max(1),
+        sync_scope: None,
+    };
+    bench::run(&[config], &settings, durability == Durability::Buffered)
 }
 
 /// Tell the operator on stderr what recovery cut (or, read-only, skipped).
@@ -455,41 +452,51 @@ fn quickstart(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
     let opts = Options::default()
         .segment_bytes_max(8 << 20)
         .record_bytes_max(1 << 20);
-    let store = Store::open(&dir, opts.clone())?;
+    let total = quickstart_append(&dir, &opts, records)?;
+    quickstart_replay(&dir, &opts, total)?;
+    quickstart_torn_tail(&dir, &opts)
+}
+
+/// A realistic op of an agent session.
+fn quickstart_op(i: u64) -> String {
+    format!(
+        r#"{{"actor":"agent-{:03}","op":"write","path":"src/module_{}/file_{}.rs","blob":"{:064x}","ts":{}}}"#,
+        i % 16,
+        i % 97,
+        i % 1009,
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        1_717_592_400_000_000 + i
+    )
+}
+
+/// Append `records` buffered ops, then 200 durable ones; how many in all.
+fn quickstart_append(dir: &Path, opts: &Options, records: u64) -> Result<u64, Failure> {
+    let store = Store::open(dir, opts.clone())?;
     let stream = store.stream("agent-001")?;
-    let payload = |i: u64| {
-        format!(
-            r#"{{"actor":"agent-{:03}","op":"write","path":"src/module_{}/file_{}.rs","blob":"{:064x}","ts":{}}}"#,
-            i % 16,
-            i % 97,
-            i % 1009,
-            i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            1_717_592_400_000_000 + i
-        )
-    };
     let t = Instant::now();
     for i in 0..records {
-        stream.append(payload(i), Durability::Buffered)?;
+        stream.append(quickstart_op(i), Durability::Buffered)?;
     }
     stream.sync()?;
     let append_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let sync_n = 200;
     for i in 0..sync_n {
-        stream.append(payload(records + i), Durability::Sync)?;
+        stream.append(quickstart_op(records + i), Durability::Sync)?;
     }
     let sync_s = t.elapsed().as_secs_f64();
-    let total = records + sync_n;
     println!(
         "appended {records} records (buffered, JSON-validated) in {append_s:.3}s: {:.0} records/s",
         records as f64 / append_s
     );
     println!("appended {sync_n} records with Durability::Sync in {sync_s:.3}s: {:.0} us per durable append", sync_s * 1e6 / sync_n as f64);
-    drop(stream);
-    drop(store);
+    Ok(records + sync_n)
+}
 
+/// Reopen, replay everything (expecting `total` records) and seek.
+fn quickstart_replay(dir: &Path, opts: &Options, total: u64) -> Result<(), Failure> {
     let t = Instant::now();
-    let store = Store::open(&dir, opts.clone())?;
+    let store = Store::open(dir, opts.clone())?;
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     let stream = store.stream("agent-001")?;
     let t = Instant::now();
@@ -513,10 +520,12 @@ fn quickstart(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         total / 2,
         seek
     );
+    Ok(())
+}
 
-    // Simulate a crash that tore the last write: garbage after the last record.
-    drop(stream);
-    drop(store);
+/// Simulate a crash that tore the last write (garbage after the last
+/// record), reopen, and show what recovery did.
+fn quickstart_torn_tail(dir: &Path, opts: &Options) -> Result<(), Failure> {
     let seg_dir = dir.join(lamplog::STREAMS_DIR).join("agent-001");
     let mut segments: Vec<_> = std::fs::read_dir(&seg_dir)?
         .filter_map(|e| e.ok())
@@ -524,7 +533,12 @@ fn quickstart(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
     segments.sort();
-    let tail = segments.last().expect("the stream has segments");
+    let Some(tail) = segments.last() else {
+        return Err(Failure {
+            code: 1,
+            message: format!("no segment in {}", seg_dir.display()),
+        });
+    };
     let file = std::fs::OpenOptions::new().append(true).open(tail)?;
     let len = file.metadata()?.len();
     std::os::unix::fs::FileExt::write_all_at(
@@ -532,7 +546,7 @@ fn quickstart(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
         b"\x2a\x00\x00\x00torn half-written frame",
         len,
     )?;
-    let store = Store::open(&dir, opts)?;
+    let store = Store::open(dir, opts.clone())?;
     for cut in &store.recovery_report().cuts {
         println!(
             "recovery cut {} torn bytes at {}:{} into {}",
@@ -548,7 +562,7 @@ fn quickstart(records: u64, dir: Option<PathBuf>) -> Result<(), Failure> {
     println!(
         "after recovery: last seq {} (every acknowledged record kept); appends continue at seq {}",
         stream.last_seq(),
-        stream.append(payload(0), Durability::Sync)?.seq
+        stream.append(quickstart_op(0), Durability::Sync)?.seq
     );
     Ok(())
 }
