@@ -1,0 +1,73 @@
+//! Commands that read records: `read`.
+
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use lamplog::{Options, Store};
+
+use crate::failure::Failure;
+use crate::write::report_cuts;
+
+pub fn read(
+    dir: &Path,
+    stream_name: &str,
+    from_seq: Option<u64>,
+    limit: Option<u64>,
+) -> Result<(), Failure> {
+    let store = Store::open(dir, Options::default().read_only(true))?;
+    report_cuts(&store);
+    let stream = store.stream(stream_name)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let records = stream.iter_from_seq(from_seq.unwrap_or(1));
+    for record in
+        records.take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
+    {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                out.flush()?;
+                return Err(e.into());
+            }
+        };
+        write!(
+            out,
+            r#"{{"seq":{},"lamport":{},"ts_us":{},"payload":"#,
+            record.seq(),
+            record.lamport(),
+            record.ts_us()
+        )?;
+        write_compact_json(&mut out, record.payload())?;
+        out.write_all(b"}\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Write a valid JSON value on one line: whitespace outside strings is
+/// dropped (JSON strings cannot hold a raw newline), everything else is
+/// copied byte for byte, so numbers and key order are exactly as stored.
+pub fn write_compact_json(out: &mut impl Write, json: &[u8]) -> io::Result<()> {
+    if !json.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return out.write_all(json.trim_ascii());
+    }
+    let (mut in_string, mut escaped) = (false, false);
+    let compact: Vec<u8> = json
+        .iter()
+        .copied()
+        .filter(|&b| {
+            let keep = in_string || !b.is_ascii_whitespace();
+            if in_string {
+                (in_string, escaped) = match (escaped, b) {
+                    (true, _) => (true, false),
+                    (false, b'\\') => (true, true),
+                    (false, b'"') => (false, false),
+                    _ => (true, false),
+                };
+            } else if b == b'"' {
+                in_string = true;
+            }
+            keep
+        })
+        .collect();
+    out.write_all(&compact)
+}
