@@ -76,7 +76,7 @@ pub use oplog::subscribe::Subscription;
 pub use oplog::verify::Verified;
 pub use options::{Durability, IoBackend, Options, RecoveryMode, SyncScope};
 pub use store::{RecoveryReport, Store, LOCK_FILE, STREAMS_DIR};
-pub use stream::Stream;
+pub use stream::{Stream, Usage};
 
 /// The frame codec, for benchmarks and fuzz targets. Not a stable API.
 #[doc(hidden)]

@@ -104,6 +104,17 @@ fn validate_payload(payload: &[u8], record_bytes_max: usize) -> Result<()> {
         .map_err(|e| Error::invalid_json(&e, ""))
 }
 
+/// The size of a stream's live log, from [`Stream::usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Segment files.
+    pub segments: u64,
+    /// Bytes of segment headers and frames (a segment's preallocated
+    /// space beyond its last frame is not counted).
+    pub bytes: u64,
+}
+
 impl Stream {
     /// Wrap a recovered stream; `writing` is `None` for a read-only store.
     /// A writable stream without segments (a new one) gets its first.
@@ -158,6 +169,15 @@ impl Stream {
     /// The directory holding the stream's segments.
     pub fn dir(&self) -> &std::path::Path {
         &self.inner.dir
+    }
+
+    /// The size of the stream's live log (archived segments excluded).
+    pub fn usage(&self) -> Usage {
+        let segments = self.segments().all();
+        Usage {
+            segments: segments.len() as u64,
+            bytes: segments.iter().map(|s| s.end()).sum(),
+        }
     }
 
     pub(crate) fn record_bytes_max(&self) -> usize {

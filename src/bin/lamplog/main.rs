@@ -50,6 +50,34 @@ enum Command {
         /// The store directory.
         dir: PathBuf,
     },
+    /// List the streams: records, segments, bytes, seqs, last write, checkpoints.
+    Streams {
+        /// The store directory.
+        dir: PathBuf,
+        /// One JSON object per stream and line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checkpoint a stream: everything appended so far is crystallised into
+    /// SNAPSHOT_ID. Prints {"seq","lamport","snapshot_id","record_seq"}.
+    Checkpoint {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name (it must exist).
+        stream: String,
+        /// The caller's name for the snapshot.
+        snapshot_id: String,
+    },
+    /// List a stream's checkpoints, oldest first.
+    Checkpoints {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name.
+        stream: String,
+        /// One JSON object per checkpoint and line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure appends and replay against a raw pwrite+fdatasync baseline on the same disk.
     ///
     /// With no options it runs the default matrix: durable appends with 1, 16, 64 and 256
@@ -134,8 +162,10 @@ enum BackendArg {
 mod bench;
 mod failure;
 mod inspect;
+mod open;
 mod quickstart;
 mod read;
+mod table;
 mod wake;
 mod write;
 
@@ -157,6 +187,13 @@ fn main() -> ExitCode {
         } => read::read(&dir, &stream, from_seq, limit),
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
         Command::Fsck { dir } => inspect::fsck(&dir),
+        Command::Streams { dir, json } => inspect::streams(&dir, json),
+        Command::Checkpoint {
+            dir,
+            stream,
+            snapshot_id,
+        } => inspect::checkpoint(&dir, &stream, &snapshot_id),
+        Command::Checkpoints { dir, stream, json } => inspect::checkpoints(&dir, &stream, json),
         Command::Bench(args) => bench_command(args),
     };
     match result {

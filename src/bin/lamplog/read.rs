@@ -3,10 +3,9 @@
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use lamplog::{Options, Store};
+use lamplog::Options;
 
 use crate::failure::Failure;
-use crate::write::report_cuts;
 
 pub fn read(
     dir: &Path,
@@ -14,8 +13,7 @@ pub fn read(
     from_seq: Option<u64>,
     limit: Option<u64>,
 ) -> Result<(), Failure> {
-    let store = Store::open(dir, Options::default().read_only(true))?;
-    report_cuts(&store);
+    let store = crate::open::existing(dir, Options::default().read_only(true))?;
     let stream = store.stream(stream_name)?;
     let mut out = BufWriter::new(io::stdout().lock());
     let records = stream.iter_from_seq(from_seq.unwrap_or(1));

@@ -6,24 +6,8 @@ use std::path::Path;
 use lamplog::{Durability, Options, Store};
 
 use crate::failure::Failure;
+use crate::open::report_cuts;
 use crate::DurabilityArg;
-
-/// Tell the operator on stderr what recovery cut (or, read-only, skipped).
-pub fn report_cuts(store: &Store) {
-    for cut in &store.recovery_report().cuts {
-        let kept = match &cut.quarantine_file {
-            Some(path) => format!("kept in {}", path.display()),
-            None => "not read (read-only; a writer's open moves them to quarantine)".to_string(),
-        };
-        eprintln!(
-            "lamplog: recovery: {}: {} bytes of {} at offset {}, {kept}",
-            cut.reason,
-            cut.len,
-            cut.segment.display(),
-            cut.offset,
-        );
-    }
-}
 
 pub fn append(dir: &Path, stream_name: &str, durability: DurabilityArg) -> Result<(), Failure> {
     let store = Store::open(dir, Options::default())?;

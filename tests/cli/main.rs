@@ -1,6 +1,8 @@
 //! The `lamplog` command line contract: output lines, exit codes, messages.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod operators;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,146 @@
+//! The operator's commands: streams, checkpoints, query, and the refusal
+//! of a directory that holds no store.
+
+use super::{lamplog, stderr, stdout};
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A store with streams "s1" (two ops, a checkpoint, one more op) and "s2".
+fn store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let ops = "{\"actor\":\"anan\",\"op\":\"edit\",\"domain\":\"code\"}\n\
+               {\"actor\":\"claude\",\"op\":\"capture\",\"domain\":\"music\"}\n";
+    assert_eq!(lamplog(&["append", d, "s1"], ops).status.code(), Some(0));
+    let out = lamplog(&["checkpoint", d, "s1", "snap \"1\""], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        json_lines(&out),
+        vec![
+            serde_json::json!({"seq": 2, "lamport": 2, "snapshot_id": "snap \"1\"", "record_seq": 3})
+        ]
+    );
+    let more = "{\"actor\":\"anan\",\"op\":\"review_sign\",\"domain\":\"code\"}\n";
+    assert_eq!(lamplog(&["append", d, "s1"], more).status.code(), Some(0));
+    assert_eq!(
+        lamplog(&["append", d, "s2"], "[1]\n").status.code(),
+        Some(0)
+    );
+    dir
+}
+
+#[test]
+fn streams_lists_every_stream_with_its_seqs_and_checkpoints() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let out = lamplog(&["streams", d, "--json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = json_lines(&out);
+    assert_eq!(rows.len(), 2);
+    let s1 = &rows[0];
+    let fields: Vec<&str> = s1.as_object().unwrap().keys().map(String::as_str).collect();
+    for name in [
+        "stream",
+        "records",
+        "segments",
+        "bytes",
+        "first_seq",
+        "last_seq",
+        "last_lamport",
+        "checkpoints",
+        "since_checkpoint",
+    ] {
+        assert!(fields.contains(&name), "no field {name} in {s1}");
+    }
+    assert_eq!(s1["stream"], "s1");
+    assert_eq!(
+        (
+            &s1["records"],
+            &s1["first_seq"],
+            &s1["last_seq"],
+            &s1["last_lamport"]
+        ),
+        (&4.into(), &1.into(), &4.into(), &4.into())
+    );
+    assert_eq!(
+        (&s1["checkpoints"], &s1["since_checkpoint"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(s1["segments"], 1);
+    assert!(s1["bytes"].as_u64().unwrap() > 4 * 44);
+    assert_eq!(
+        (&rows[1]["stream"], &rows[1]["checkpoints"]),
+        (&"s2".into(), &0.into())
+    );
+    // The table has a header and a line per stream.
+    let table = stdout(&lamplog(&["streams", d], ""));
+    assert!(table.starts_with("stream "), "{table}");
+    assert_eq!(table.lines().count(), 3);
+}
+
+#[test]
+fn checkpoints_lists_them_and_checkpoint_refuses_an_unknown_stream() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let out = lamplog(&["checkpoints", d, "s1", "--json"], "");
+    assert_eq!(
+        json_lines(&out),
+        vec![
+            serde_json::json!({"seq": 2, "lamport": 2, "snapshot_id": "snap \"1\"", "record_seq": 3})
+        ]
+    );
+    assert_eq!(
+        stdout(&lamplog(&["checkpoints", d, "s2", "--json"], "")),
+        ""
+    );
+    // A typo creates nothing.
+    let out = lamplog(&["checkpoint", d, "s3", "x"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no stream named \"s3\""),
+        "{}",
+        stderr(&out)
+    );
+    let rows = json_lines(&lamplog(&["streams", d, "--json"], ""));
+    assert_eq!(rows.len(), 2, "the typo made no stream");
+    let out = lamplog(&["checkpoints", d, "s3"], "");
+    assert_eq!(out.status.code(), Some(2));
+    // A bad snapshot id is a usage error.
+    let out = lamplog(&["checkpoint", d, "s1", ""], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Regression (issue 12): `lamplog fsck /path/with/a/typo` printed `ok: 0
+/// streams` and exited 0, a false all-clear.
+#[test]
+fn a_directory_that_holds_no_store_is_an_error_for_every_reading_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let empty = dir.path();
+    for path in [missing.as_path(), empty] {
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["fsck", p],
+            vec!["streams", p],
+            vec!["read", p, "s"],
+            vec!["checkpoints", p, "s"],
+            vec!["checkpoint", p, "s", "x"],
+        ] {
+            let out = lamplog(&args, "");
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("does not exist")
+                    || stderr(&out).contains("holds no lamplog store"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(stdout(&out), "", "{args:?}");
+        }
+    }
+    assert!(!missing.exists(), "no command created the directory");
+}
