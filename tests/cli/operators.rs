@@ -144,3 +144,107 @@ fn a_directory_that_holds_no_store_is_an_error_for_every_reading_command() {
     }
     assert!(!missing.exists(), "no command created the directory");
 }
+
+#[test]
+fn query_answers_the_seeds_questions_in_one_command_each() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    // Every record by this actor in the last 30 days.
+    let out = lamplog(&["query", d, "--actor", "anan", "--since", "30d"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = json_lines(&out);
+    let ops: Vec<&str> = rows
+        .iter()
+        .map(|r| r["payload"]["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["edit", "review_sign"]);
+    assert_eq!(
+        (&rows[0]["stream"], &rows[0]["seq"]),
+        (&"s1".into(), &1.into())
+    );
+    // Every op of kind K in domain D since Lamport L.
+    let out = lamplog(
+        &[
+            "query",
+            d,
+            "--op",
+            "review_sign",
+            "--domain",
+            "code",
+            "--lamport",
+            "2..",
+        ],
+        "",
+    );
+    let rows = json_lines(&out);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (&rows[0]["seq"], &rows[0]["lamport"]),
+        (&4.into(), &4.into())
+    );
+    // Nothing in the future; everything before it.
+    let count =
+        |args: &[&str]| stdout(&lamplog(&[&["query", d, "--count"][..], args].concat(), ""));
+    assert_eq!(count(&["--since", "2999-01-01T00:00:00Z"]), "0\n");
+    assert_eq!(count(&["--until", "2999-01-01T00:00:00Z"]), "5\n");
+    assert_eq!(count(&["--where", "domain=code"]), "2\n");
+    assert_eq!(
+        count(&["--where", "domain=code", "--where", "actor=anan"]),
+        "2\n"
+    );
+    assert_eq!(
+        count(&["--where", "seq=2"]),
+        "1\n",
+        "the checkpoint record's number field"
+    );
+    assert_eq!(count(&["--lamport", "..=1"]), "2\n");
+    assert_eq!(count(&["--stream", "s2"]), "1\n");
+    assert_eq!(count(&["--limit", "3"]), "3\n");
+}
+
+#[test]
+fn query_prints_every_stream_in_causal_order() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let rows = json_lines(&lamplog(&["query", d], ""));
+    let keys: Vec<(u64, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["lamport"].as_u64().unwrap(),
+                r["stream"].as_str().unwrap().to_string(),
+                r["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(
+        keys.len(),
+        5,
+        "four records of s1 (a checkpoint among them) and one of s2"
+    );
+    assert_eq!(keys[1], (1, "s2".to_string(), 1));
+}
+
+#[test]
+fn query_refuses_bad_times_ranges_and_clauses_with_exit_2() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["--since", "yesterday"],
+        vec!["--until", "12:00"],
+        vec!["--lamport", "5"],
+        vec!["--lamport", "a..b"],
+        vec!["--where", "nofield"],
+        vec!["--where", "=x"],
+        vec!["--stream", "nope"],
+        vec!["--limit", "-1"],
+    ] {
+        let out = lamplog(&[&["query", d][..], &args].concat(), "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert!(!stderr(&out).contains("panicked"), "{args:?}");
+    }
+}

@@ -50,6 +50,13 @@ enum Command {
         /// The store directory.
         dir: PathBuf,
     },
+    /// Print the records that match, across all streams (or those named) in
+    /// causal order (Lamport, stream, seq): one line per record,
+    /// {"stream","seq","lamport","ts_us","payload"}.
+    ///
+    /// Example: every record by one actor in the last 30 days:
+    /// `lamplog query DIR --actor anan --since 30d`.
+    Query(query::QueryArgs),
     /// List the streams: records, segments, bytes, seqs, last write, checkpoints.
     Streams {
         /// The store directory.
@@ -163,6 +170,7 @@ mod bench;
 mod failure;
 mod inspect;
 mod open;
+mod query;
 mod quickstart;
 mod read;
 mod table;
@@ -188,6 +196,7 @@ fn main() -> ExitCode {
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
         Command::Fsck { dir } => inspect::fsck(&dir),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
+        Command::Query(args) => query::query(args),
         Command::Checkpoint {
             dir,
             stream,

@@ -3,7 +3,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use lamplog::Options;
+use lamplog::{Options, Record};
 
 use crate::failure::Failure;
 
@@ -27,18 +27,29 @@ pub fn read(
                 return Err(e.into());
             }
         };
-        write!(
-            out,
-            r#"{{"seq":{},"lamport":{},"ts_us":{},"payload":"#,
-            record.seq(),
-            record.lamport(),
-            record.ts_us()
-        )?;
-        write_compact_json(&mut out, record.payload())?;
-        out.write_all(b"}\n")?;
+        write_record(&mut out, None, &record)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// One record as one line of JSON: `{"stream","seq","lamport","ts_us","payload"}`
+/// (`stream` only when given), the payload exactly as stored but on one line.
+pub fn write_record(out: &mut impl Write, stream: Option<&str>, record: &Record) -> io::Result<()> {
+    out.write_all(b"{")?;
+    if let Some(stream) = stream {
+        // Stream names are [A-Za-z0-9._-]: nothing to escape.
+        write!(out, r#""stream":"{stream}","#)?;
+    }
+    write!(
+        out,
+        r#""seq":{},"lamport":{},"ts_us":{},"payload":"#,
+        record.seq(),
+        record.lamport(),
+        record.ts_us()
+    )?;
+    write_compact_json(out, record.payload())?;
+    out.write_all(b"}\n")
 }
 
 /// Write a valid JSON value on one line: whitespace outside strings is
