@@ -248,3 +248,30 @@ fn query_refuses_bad_times_ranges_and_clauses_with_exit_2() {
         assert!(!stderr(&out).contains("panicked"), "{args:?}");
     }
 }
+
+#[test]
+fn read_starts_after_the_latest_checkpoint_or_at_a_lamport() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let seqs = |args: &[&str]| -> Vec<u64> {
+        let out = lamplog(&[&["read", d, "s1"][..], args].concat(), "");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        json_lines(&out)
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(&["--since-checkpoint"]), [4]);
+    assert_eq!(seqs(&["--from-lamport", "2"]), [2, 3, 4]);
+    assert_eq!(seqs(&["--from-lamport", "2", "--limit", "1"]), [2]);
+    assert_eq!(seqs(&["--from-seq", "3"]), [3, 4]);
+    // A stream without checkpoints replays from its start.
+    let out = lamplog(&["read", d, "s2", "--since-checkpoint"], "");
+    assert_eq!(json_lines(&out).len(), 1);
+    // Two starting points at once is a usage error.
+    let out = lamplog(
+        &["read", d, "s1", "--from-seq", "1", "--from-lamport", "2"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -33,18 +33,7 @@ enum Command {
         durability: DurabilityArg,
     },
     /// Print a stream's records, one JSON object per line.
-    Read {
-        /// The store directory.
-        dir: PathBuf,
-        /// The stream name.
-        stream: String,
-        /// Start at this seq.
-        #[arg(long)]
-        from_seq: Option<u64>,
-        /// Print at most this many records.
-        #[arg(long)]
-        limit: Option<u64>,
-    },
+    Read(read::ReadArgs),
     /// Check every byte of every stream (read-only): exit 0 if healthy, 1 naming the damage.
     Fsck {
         /// The store directory.
@@ -187,12 +176,7 @@ fn main() -> ExitCode {
             stream,
             durability,
         } => write::append(&dir, &stream, durability),
-        Command::Read {
-            dir,
-            stream,
-            from_seq,
-            limit,
-        } => read::read(&dir, &stream, from_seq, limit),
+        Command::Read(args) => read::read(args),
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
         Command::Fsck { dir } => inspect::fsck(&dir),
         Command::Streams { dir, json } => inspect::streams(&dir, json),

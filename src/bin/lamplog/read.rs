@@ -1,22 +1,46 @@
-//! Commands that read records: `read`.
+//! `lamplog read`: a stream's records, one JSON object per line.
 
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::PathBuf;
+
+use clap::Args;
 
 use lamplog::{Options, Record};
 
 use crate::failure::Failure;
 
-pub fn read(
-    dir: &Path,
-    stream_name: &str,
+/// The options of `lamplog read`.
+#[derive(Args)]
+pub struct ReadArgs {
+    /// The store directory.
+    dir: PathBuf,
+    /// The stream name.
+    stream: String,
+    /// Start at this seq.
+    #[arg(long, conflicts_with_all = ["from_lamport", "since_checkpoint"])]
     from_seq: Option<u64>,
+    /// Start at the first record whose Lamport timestamp is at least this.
+    #[arg(long, conflicts_with = "since_checkpoint")]
+    from_lamport: Option<u64>,
+    /// Start right after the latest checkpoint record (everything, if there
+    /// is none): what a replay from the latest snapshot needs.
+    #[arg(long)]
+    since_checkpoint: bool,
+    /// Print at most this many records.
+    #[arg(long)]
     limit: Option<u64>,
-) -> Result<(), Failure> {
-    let store = crate::open::existing(dir, Options::default().read_only(true))?;
-    let stream = store.stream(stream_name)?;
+}
+
+pub fn read(args: ReadArgs) -> Result<(), Failure> {
+    let store = crate::open::existing(&args.dir, Options::default().read_only(true))?;
+    let stream = store.stream(&args.stream)?;
+    let records = match (args.from_seq, args.from_lamport, args.since_checkpoint) {
+        (_, _, true) => stream.replay_since_checkpoint()?,
+        (_, Some(lamport), _) => stream.iter_from_lamport(lamport),
+        (seq, None, false) => stream.iter_from_seq(seq.unwrap_or(1)),
+    };
+    let limit = args.limit;
     let mut out = BufWriter::new(io::stdout().lock());
-    let records = stream.iter_from_seq(from_seq.unwrap_or(1));
     for record in
         records.take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
     {
