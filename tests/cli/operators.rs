@@ -275,3 +275,99 @@ fn read_starts_after_the_latest_checkpoint_or_at_a_lamport() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn export_then_import_round_trips_and_a_bad_line_imports_nothing() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let exported = stdout(&lamplog(&["export", d, "s1"], ""));
+    assert_eq!(exported, stdout(&lamplog(&["read", d, "s1"], "")));
+    let out = lamplog(&["import", d, "copy", "-", "--from-export"], &exported);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        json_lines(&out),
+        vec![serde_json::json!({"records": 4, "first_seq": 1, "last_seq": 4})]
+    );
+    let payloads = |stream: &str| -> Vec<serde_json::Value> {
+        json_lines(&lamplog(&["read", d, stream], ""))
+            .into_iter()
+            .map(|r| r["payload"].clone())
+            .collect()
+    };
+    assert_eq!(payloads("copy"), payloads("s1"));
+    assert_eq!(
+        stdout(&lamplog(&["export", d, "s1", "--from-seq", "4"], ""))
+            .lines()
+            .count(),
+        1
+    );
+
+    // A bad line anywhere: exit 2 naming it, nothing written.
+    let file = dir.path().join("lines.jsonl");
+    std::fs::write(&file, "{\"ok\":1}\n\n[2]\n{\"broken\":\n\"fine\"\n").unwrap();
+    let out = lamplog(&["import", d, "copy", file.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 4"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing imported"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(payloads("copy").len(), 4, "nothing was written");
+    let out = lamplog(&["import", d, "copy", "-", "--from-export"], "[1]\n");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a plain line is not an export line"
+    );
+    let out = lamplog(
+        &[
+            "import",
+            d,
+            "copy",
+            dir.path().join("missing").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // Plain JSON lines.
+    let out = lamplog(&["import", d, "copy", "-"], "{\"n\":5}\n \n[6]\n");
+    assert_eq!(
+        json_lines(&out),
+        vec![serde_json::json!({"records": 2, "first_seq": 5, "last_seq": 6})]
+    );
+}
+
+#[test]
+fn merge_and_archive_from_the_command_line() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let out = lamplog(&["merge", d, "s1", "s2", "--into", "all"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Four records of s1 (the checkpoint record among them, copied as data)
+    // and one of s2.
+    assert_eq!(
+        json_lines(&out),
+        vec![serde_json::json!({"records": 5, "into": "all"})]
+    );
+    assert_eq!(stdout(&lamplog(&["read", d, "all"], "")).lines().count(), 5);
+    let out = lamplog(&["merge", d, "s1", "nope", "--into", "x"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = lamplog(&["merge", d, "s1", "--into", "s1"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Nothing to archive yet: the checkpoint lies in the only segment.
+    let out = lamplog(&["archive", d, "s1"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_lines(&out)[0]["segments"], 0);
+    let out = lamplog(&["archive", d, "s1", "--before-checkpoint", "other"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no checkpoint \"other\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = lamplog(&["archive", d, "s2"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no checkpoint"), "{}", stderr(&out));
+}

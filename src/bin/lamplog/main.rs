@@ -46,6 +46,51 @@ enum Command {
     /// Example: every record by one actor in the last 30 days:
     /// `lamplog query DIR --actor anan --since 30d`.
     Query(query::QueryArgs),
+    /// Print a stream's records in the `read` format, from a seq on: what
+    /// `import` takes back (each line's payload).
+    Export {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name.
+        stream: String,
+        /// Start at this seq.
+        #[arg(long)]
+        from_seq: Option<u64>,
+    },
+    /// Append every line of FILE (`-`: stdin), one JSON value each, all or
+    /// nothing: a bad line is exit 2 naming it, and nothing is written.
+    Import {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name (created if missing).
+        stream: String,
+        /// The file of JSON lines, or `-` for stdin.
+        file: PathBuf,
+        /// Each line is a line of `export` (or `read`): import its payload.
+        #[arg(long)]
+        from_export: bool,
+    },
+    /// Append every record of the source streams to TARGET, in causal order.
+    Merge {
+        /// The store directory.
+        dir: PathBuf,
+        /// The streams to merge.
+        #[arg(required = true)]
+        sources: Vec<String>,
+        /// The stream that receives them (created if missing; not a source).
+        #[arg(long)]
+        into: String,
+    },
+    /// Move the segments a checkpoint wholly covers into the stream's archive/ folder.
+    Archive {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name.
+        stream: String,
+        /// Archive before this checkpoint (default: the latest).
+        #[arg(long, value_name = "SNAPSHOT_ID")]
+        before_checkpoint: Option<String>,
+    },
     /// List the streams: records, segments, bytes, seqs, last write, checkpoints.
     Streams {
         /// The store directory.
@@ -180,6 +225,23 @@ fn main() -> ExitCode {
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
         Command::Fsck { dir } => inspect::fsck(&dir),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
+        Command::Export {
+            dir,
+            stream,
+            from_seq,
+        } => read::export(&dir, &stream, from_seq),
+        Command::Import {
+            dir,
+            stream,
+            file,
+            from_export,
+        } => write::import(&dir, &stream, &file, from_export),
+        Command::Merge { dir, sources, into } => write::merge(&dir, &sources, &into),
+        Command::Archive {
+            dir,
+            stream,
+            before_checkpoint,
+        } => write::archive(&dir, &stream, before_checkpoint.as_deref()),
         Command::Query(args) => query::query(args),
         Command::Checkpoint {
             dir,

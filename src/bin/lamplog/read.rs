@@ -1,7 +1,7 @@
 //! `lamplog read`: a stream's records, one JSON object per line.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -29,6 +29,18 @@ pub struct ReadArgs {
     /// Print at most this many records.
     #[arg(long)]
     limit: Option<u64>,
+}
+
+/// `lamplog export`: `read` from a seq on.
+pub fn export(dir: &Path, stream: &str, from_seq: Option<u64>) -> Result<(), Failure> {
+    read(ReadArgs {
+        dir: dir.to_path_buf(),
+        stream: stream.to_string(),
+        from_seq,
+        from_lamport: None,
+        since_checkpoint: false,
+        limit: None,
+    })
 }
 
 pub fn read(args: ReadArgs) -> Result<(), Failure> {

@@ -1,4 +1,4 @@
-//! Commands that write: `append`.
+//! Commands that write: `append`, `import`, `merge`, `archive`.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::Path;
@@ -107,4 +107,132 @@ impl<W: Write> Acks<'_, W> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// `lamplog import`: append every line of `file` (`-`: stdin) to the
+/// stream, all or nothing: every line is checked before the first is
+/// written, and the first bad one is a usage error (exit 2) naming it.
+pub fn import(
+    dir: &Path,
+    stream_name: &str,
+    file: &Path,
+    from_export: bool,
+) -> Result<(), Failure> {
+    let input = match file.to_str() {
+        Some("-") => {
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut io::stdin().lock(), &mut bytes)?;
+            bytes
+        }
+        _ => std::fs::read(file).map_err(|e| Failure {
+            code: 2,
+            message: format!("{}: {e}", file.display()),
+        })?,
+    };
+    let opts = Options::default();
+    let mut records = Vec::new();
+    for (i, line) in input.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad = |why: String| Failure {
+            code: 2,
+            message: format!("line {}: {why} (nothing imported)", i + 1),
+        };
+        let record: &[u8] = match from_export {
+            false => match serde_json::from_slice::<&serde_json::value::RawValue>(line) {
+                Ok(_) => line,
+                Err(e) => return Err(bad(format!("not one JSON value: {e}"))),
+            },
+            true => match exported_payload(line) {
+                Some(payload) => payload,
+                None => return Err(bad("not a line of `lamplog export`".into())),
+            },
+        };
+        if record.len() > opts.record_bytes_max {
+            let len = record.len();
+            return Err(bad(format!("{len} bytes, more than a record may hold")));
+        }
+        records.push(record);
+    }
+    let store = crate::open::existing(dir, opts.clone())?;
+    let stream = store.stream(stream_name)?;
+    // One atomic batch when the input fits a segment (a crash keeps all of
+    // it or none); larger inputs go in batches of half a segment each.
+    let mut first_seq = None;
+    let mut last_seq = stream.last_seq();
+    let mut batch_bytes = 0;
+    let mut start = 0;
+    for end in 1..=records.len() {
+        batch_bytes += records[end - 1].len() + lamplog::format::FRAME_HEADER_LEN;
+        let full = records
+            .get(end)
+            .is_none_or(|next| batch_bytes + next.len() > opts.segment_bytes_max as usize / 2);
+        if full {
+            let done = stream.append_batch(&records[start..end], Durability::Buffered)?;
+            first_seq = first_seq.or(done.first().map(|a| a.seq));
+            last_seq = done.last().map_or(last_seq, |a| a.seq);
+            (start, batch_bytes) = (end, 0);
+        }
+    }
+    stream.sync()?;
+    store.close()?;
+    println!(
+        r#"{{"records":{},"first_seq":{},"last_seq":{last_seq}}}"#,
+        records.len(),
+        first_seq.map_or("null".into(), |s| s.to_string()),
+    );
+    Ok(())
+}
+
+/// The payload of a line of `lamplog export` (an object with a
+/// `payload` field), exactly as exported.
+fn exported_payload(line: &[u8]) -> Option<&[u8]> {
+    type Fields<'a> = std::collections::HashMap<String, &'a serde_json::value::RawValue>;
+    let fields: Fields = serde_json::from_slice(line).ok()?;
+    fields.get("payload").map(|p| p.get().as_bytes())
+}
+
+/// `lamplog merge`: every record of `sources` appended to `target` in
+/// causal order.
+pub fn merge(dir: &Path, sources: &[String], target: &str) -> Result<(), Failure> {
+    let store = crate::open::existing(dir, Options::default())?;
+    for source in sources {
+        crate::inspect::existing_stream(&store, source)?;
+    }
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let records = store.merge_into(&sources, target)?;
+    store.close()?;
+    println!(r#"{{"records":{records},"into":"{target}"}}"#);
+    Ok(())
+}
+
+/// `lamplog archive`: move the segments wholly covered by a checkpoint
+/// (the latest, or the one named) into the stream's `archive/` folder.
+pub fn archive(dir: &Path, stream_name: &str, snapshot_id: Option<&str>) -> Result<(), Failure> {
+    let store = crate::open::existing(dir, Options::default())?;
+    let stream = crate::inspect::existing_stream(&store, stream_name)?;
+    let checkpoints = stream.checkpoints()?;
+    let checkpoint = match snapshot_id {
+        None => checkpoints.last(),
+        Some(id) => checkpoints.iter().rev().find(|c| c.snapshot_id == id),
+    };
+    let Some(checkpoint) = checkpoint else {
+        return Err(Failure {
+            code: 2,
+            message: match snapshot_id {
+                None => format!("stream {stream_name:?} has no checkpoint to archive before"),
+                Some(id) => format!("stream {stream_name:?} has no checkpoint {id:?}"),
+            },
+        });
+    };
+    let archived = stream.archive_before(checkpoint)?;
+    drop(stream);
+    store.close()?;
+    println!(
+        r#"{{"segments":{},"live_from_seq":{},"checkpoint_seq":{}}}"#,
+        archived.segments, archived.live_from_seq, checkpoint.seq
+    );
+    Ok(())
 }
