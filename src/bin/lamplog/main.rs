@@ -13,7 +13,7 @@ use lamplog::Durability;
 #[command(
     name = "lamplog",
     version,
-    about = "An append-only operation log: append, read, and a quickstart demo"
+    about = "An append-only operation log: append, read, query, checkpoint, check and maintain a store (docs/CLI.md)"
 )]
 struct Cli {
     #[command(subcommand)]

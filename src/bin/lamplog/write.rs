@@ -156,7 +156,8 @@ pub fn import(
         }
         records.push(record);
     }
-    let store = crate::open::existing(dir, opts.clone())?;
+    let store = Store::open(dir, opts.clone())?;
+    crate::open::report_cuts(&store);
     let stream = store.stream(stream_name)?;
     // One atomic batch when the input fits a segment (a crash keeps all of
     // it or none); larger inputs go in batches of half a segment each.
