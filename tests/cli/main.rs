@@ -228,18 +228,40 @@ fn fsck_reports_damage_with_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     lamplog(&["append", d, "s"], "{\"k\":\"v\"}\n".repeat(30));
-    let out = lamplog(&["fsck", d], "");
+    let out = lamplog(&["fsck", d, "--json"], "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("30 records"), "{}", stdout(&out));
+    let row: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (&row["stream"], &row["status"], &row["records"]),
+        (&"s".into(), &"ok".into(), &30.into())
+    );
     let seg = common::segments(dir.path(), "s").pop().unwrap();
     let spans = common::frame_spans(&seg);
     common::patch(&seg, spans[2].0 + 46, b"#");
+    let out = lamplog(&["fsck", d, "--json"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let row: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(row["status"], "damaged");
+    assert_eq!(row["segment"], seg.to_str().unwrap());
+    assert_eq!(row["offset"], spans[2].0);
+    assert_eq!(row["problem"], "record checksum mismatch");
+    assert!(
+        stderr(&out).contains("1 of 1 streams damaged"),
+        "{}",
+        stderr(&out)
+    );
+    // The table says the same.
     let out = lamplog(&["fsck", d], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("offset {}", spans[2].0)),
+        stdout(&out).contains(&format!("damaged  ")),
         "{}",
-        stderr(&out)
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&spans[2].0.to_string()),
+        "{}",
+        stdout(&out)
     );
 }
 

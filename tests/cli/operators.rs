@@ -371,3 +371,52 @@ fn merge_and_archive_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no checkpoint"), "{}", stderr(&out));
 }
+
+/// fsck reports every stream, damaged or not: damage in one stream (found at
+/// open, in its tail, or by the full check, in a sealed segment) does not
+/// hide the others.
+#[test]
+fn fsck_reports_each_stream_and_checks_one_with_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let line = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(200));
+    for stream in ["a", "b", "c"] {
+        // --durability sync: every record durable, so damage is never a torn tail.
+        let out = lamplog(&["append", d, stream], line.repeat(40));
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let damage = |stream: &str, frame: usize| {
+        let seg = crate::common::segments(dir.path(), stream).pop().unwrap();
+        let spans = crate::common::frame_spans(&seg);
+        crate::common::patch(&seg, spans[frame].0 + 50, b"#");
+        (seg, spans[frame].0)
+    };
+    let (seg_a, at_a) = damage("a", 5);
+    let (_, at_c) = damage("c", 20);
+    let out = lamplog(&["fsck", d, "--json"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows = json_lines(&out);
+    let status: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["stream"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(status, [("a", "damaged"), ("b", "ok"), ("c", "damaged")]);
+    assert_eq!(
+        (&rows[0]["segment"], &rows[0]["offset"]),
+        (&seg_a.to_str().unwrap().into(), &at_a.into())
+    );
+    assert_eq!(rows[2]["offset"], at_c);
+    assert_eq!(rows[1]["records"], 40);
+    assert!(
+        stderr(&out).contains("2 of 3 streams damaged"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lamplog(&["fsck", d, "--stream", "b"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = lamplog(&["fsck", d, "--stream", "a", "--json"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_lines(&out).len(), 1);
+    let out = lamplog(&["fsck", d, "--stream", "nope"], "");
+    assert_eq!(out.status.code(), Some(2));
+}

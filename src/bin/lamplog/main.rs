@@ -34,10 +34,17 @@ enum Command {
     },
     /// Print a stream's records, one JSON object per line.
     Read(read::ReadArgs),
-    /// Check every byte of every stream (read-only): exit 0 if healthy, 1 naming the damage.
+    /// Check every byte of every stream (read-only): a line per stream, exit 1
+    /// if any is damaged, naming segment, offset and kind.
     Fsck {
         /// The store directory.
         dir: PathBuf,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// One JSON object per stream and line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the records that match, across all streams (or those named) in
     /// causal order (Lamport, stream, seq): one line per record,
@@ -223,7 +230,7 @@ fn main() -> ExitCode {
         } => write::append(&dir, &stream, durability),
         Command::Read(args) => read::read(args),
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
-        Command::Fsck { dir } => inspect::fsck(&dir),
+        Command::Fsck { dir, stream, json } => inspect::fsck(&dir, stream.as_deref(), json),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
         Command::Export {
             dir,

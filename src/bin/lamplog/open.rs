@@ -10,6 +10,14 @@ use crate::failure::Failure;
 /// otherwise). A directory that does not exist, or holds no store, is a
 /// usage error: a typo must not read as an empty, healthy store.
 pub fn existing(dir: &Path, opts: Options) -> Result<Store, Failure> {
+    check_is_store(dir)?;
+    let store = Store::open(dir, opts)?;
+    report_cuts(&store);
+    Ok(store)
+}
+
+/// A directory that does not exist, or holds no store, is a usage error.
+pub fn check_is_store(dir: &Path) -> Result<(), Failure> {
     if !dir.join(lamplog::STREAMS_DIR).is_dir() {
         let why = if dir.is_dir() {
             "holds no lamplog store"
@@ -21,9 +29,7 @@ pub fn existing(dir: &Path, opts: Options) -> Result<Store, Failure> {
             message: format!("{} {why}", dir.display()),
         });
     }
-    let store = Store::open(dir, opts)?;
-    report_cuts(&store);
-    Ok(store)
+    Ok(())
 }
 
 /// Tell the operator on stderr what recovery cut (or, read-only, skipped).
