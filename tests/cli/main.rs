@@ -253,11 +253,7 @@ fn fsck_reports_damage_with_segment_and_offset() {
     // The table says the same.
     let out = lamplog(&["fsck", d], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains(&format!("damaged  ")),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("damaged  "), "{}", stdout(&out));
     assert!(
         stdout(&out).contains(&spans[2].0.to_string()),
         "{}",
