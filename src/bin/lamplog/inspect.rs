@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use lamplog::{Checkpoint, CutReason, Options, RecoveryMode, Store, Stream};
+use lamplog::{
+    Checkpoint, CorruptionKind, Cut, CutReason, Error, Options, RecoveryMode, Store, Stream,
+};
 use serde::Serialize;
 
 use crate::failure::Failure;
@@ -54,44 +56,11 @@ pub fn fsck(dir: &Path, only: Option<&str>, json: bool) -> Result<(), Failure> {
     };
     let mut rows = Vec::new();
     for name in names {
-        let stream = store.stream(&name)?;
-        let repaired = cuts
-            .iter()
-            .find(|c| c.stream == name && matches!(c.reason, CutReason::Repair(_)));
-        let mut row = FsckRow {
-            stream: name,
-            status: "ok",
-            segments: 0,
-            records: 0,
-            bytes: 0,
-            segment: None,
-            offset: None,
-            problem: None,
-        };
-        let damage = match (repaired, stream.verify()) {
-            (Some(cut), _) => Some((cut.segment.clone(), cut.offset, format!("{}", cut.reason))),
-            (None, Ok(v)) => {
-                (row.segments, row.records, row.bytes) = (v.segments, v.records, v.bytes);
-                None
-            }
-            (
-                None,
-                Err(lamplog::Error::Corruption {
-                    segment,
-                    offset,
-                    kind,
-                    ..
-                }),
-            ) => Some((segment, offset, kind.to_string())),
-            (None, Err(e)) => return Err(e.into()),
-        };
-        if let Some((segment, offset, problem)) = damage {
-            row.status = "damaged";
-            row.segment = Some(segment.display().to_string());
-            row.offset = Some(offset);
-            row.problem = Some(problem.trim_start_matches("repair of ").to_string());
-        }
-        rows.push(row);
+        let repaired = cuts.iter().find_map(|c| match &c.reason {
+            CutReason::Repair(kind) if c.stream == name => Some((c, kind)),
+            _ => None,
+        });
+        rows.push(check_stream(&store.stream(&name)?, repaired)?);
     }
     let damaged = rows.iter().filter(|r| r.status != "ok").count();
     let columns = [
@@ -105,6 +74,45 @@ pub fn fsck(dir: &Path, only: Option<&str>, json: bool) -> Result<(), Failure> {
         });
     }
     Ok(())
+}
+
+/// One stream's verdict: the damage a repair-mode open found in it (its
+/// cut), or else what a full check of its live log finds.
+fn check_stream(
+    stream: &Stream,
+    repaired: Option<(&Cut, &CorruptionKind)>,
+) -> Result<FsckRow, Failure> {
+    let mut row = FsckRow {
+        stream: stream.name().to_string(),
+        status: "ok",
+        segments: 0,
+        records: 0,
+        bytes: 0,
+        segment: None,
+        offset: None,
+        problem: None,
+    };
+    let (segment, offset, kind) = match repaired {
+        Some((cut, kind)) => (cut.segment.clone(), cut.offset, kind.clone()),
+        None => match stream.verify() {
+            Ok(v) => {
+                (row.segments, row.records, row.bytes) = (v.segments, v.records, v.bytes);
+                return Ok(row);
+            }
+            Err(Error::Corruption {
+                segment,
+                offset,
+                kind,
+                ..
+            }) => (segment, offset, kind),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    row.status = "damaged";
+    row.segment = Some(segment.display().to_string());
+    row.offset = Some(offset);
+    row.problem = Some(kind.to_string());
+    Ok(row)
 }
 
 /// One stream, as `lamplog streams` lists it.
@@ -217,7 +225,7 @@ pub fn checkpoints(dir: &Path, stream_name: &str, json: bool) -> Result<(), Fail
 /// from a typo.
 pub fn existing_stream(store: &Store, name: &str) -> Result<Stream, Failure> {
     if !store.streams().iter().any(|s| s == name) {
-        return Err(lamplog::Error::StreamNotFound { name: name.into() }.into());
+        return Err(Error::StreamNotFound { name: name.into() }.into());
     }
     Ok(store.stream(name)?)
 }
