@@ -70,11 +70,46 @@ pub fn query(filter: QueryArgs) -> Result<(), Failure> {
         .map(|w| where_clause(w))
         .collect::<Result<_, _>>()?;
     let store = crate::open::existing(dir, Options::default().read_only(true))?;
+    let mut heads = BinaryHeap::new();
+    for source in sources(&store, &filter, lamport, ts_us)? {
+        push_next(&mut heads, source, &wheres)?;
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    let limit = filter.limit.unwrap_or(u64::MAX);
+    let mut n = 0;
+    while n < limit {
+        let Some(Reverse(Head { record, source })) = heads.pop() else {
+            break;
+        };
+        n += 1;
+        if !filter.count {
+            crate::read::write_record(&mut out, Some(&source.name), &record)?;
+        }
+        push_next(&mut heads, source, &wheres).inspect_err(|_| {
+            let _ = out.flush();
+        })?;
+    }
+    if filter.count {
+        writeln!(out, "{n}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+type Heads = BinaryHeap<Reverse<Head>>;
+
+/// Each stream's query (every stream, or those named).
+fn sources(
+    store: &lamplog::Store,
+    filter: &QueryArgs,
+    lamport: (Bound<u64>, Bound<u64>),
+    ts_us: (Bound<u64>, Bound<u64>),
+) -> Result<Vec<Source>, Failure> {
     let names = match filter.streams.is_empty() {
         true => store.streams(),
         false => filter.streams.clone(),
     };
-    let mut heads = BinaryHeap::new();
+    let mut sources = Vec::new();
     for name in names {
         let stream = store.stream(&name)?;
         let mut q = stream
@@ -91,41 +126,23 @@ pub fn query(filter: QueryArgs) -> Result<(), Failure> {
         if let Some(domain) = &filter.domain {
             q = q.domain(domain);
         }
-        let mut source = Source {
+        sources.push(Source {
             name,
             iter: q.iter(),
-        };
-        if let Some(head) = source.next(&wheres)? {
-            heads.push(Reverse(Head {
-                record: head,
-                source,
-            }));
-        }
+        });
     }
-    let mut out = BufWriter::new(io::stdout().lock());
-    let limit = filter.limit.unwrap_or(u64::MAX);
-    let mut n = 0;
-    while n < limit {
-        let Some(Reverse(Head { record, mut source })) = heads.pop() else {
-            break;
-        };
-        n += 1;
-        if !filter.count {
-            crate::read::write_record(&mut out, Some(&source.name), &record)?;
-        }
-        if let Some(next) = source.next(&wheres).inspect_err(|_| {
-            let _ = out.flush();
-        })? {
-            heads.push(Reverse(Head {
-                record: next,
-                source,
-            }));
-        }
+    Ok(sources)
+}
+
+/// Queue `source`'s next matching record, if it has one.
+fn push_next(
+    heads: &mut Heads,
+    mut source: Source,
+    wheres: &[(String, String)],
+) -> Result<(), Failure> {
+    if let Some(record) = source.next(wheres)? {
+        heads.push(Reverse(Head { record, source }));
     }
-    if filter.count {
-        writeln!(out, "{n}")?;
-    }
-    out.flush()?;
     Ok(())
 }
 

@@ -118,44 +118,9 @@ pub fn import(
     file: &Path,
     from_export: bool,
 ) -> Result<(), Failure> {
-    let input = match file.to_str() {
-        Some("-") => {
-            let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut io::stdin().lock(), &mut bytes)?;
-            bytes
-        }
-        _ => std::fs::read(file).map_err(|e| Failure {
-            code: 2,
-            message: format!("{}: {e}", file.display()),
-        })?,
-    };
+    let input = read_input(file)?;
     let opts = Options::default();
-    let mut records = Vec::new();
-    for (i, line) in input.split(|&b| b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let bad = |why: String| Failure {
-            code: 2,
-            message: format!("line {}: {why} (nothing imported)", i + 1),
-        };
-        let record: &[u8] = match from_export {
-            false => match serde_json::from_slice::<&serde_json::value::RawValue>(line) {
-                Ok(_) => line,
-                Err(e) => return Err(bad(format!("not one JSON value: {e}"))),
-            },
-            true => match exported_payload(line) {
-                Some(payload) => payload,
-                None => return Err(bad("not a line of `lamplog export`".into())),
-            },
-        };
-        if record.len() > opts.record_bytes_max {
-            let len = record.len();
-            return Err(bad(format!("{len} bytes, more than a record may hold")));
-        }
-        records.push(record);
-    }
+    let records = checked_lines(&input, from_export, opts.record_bytes_max)?;
     let store = Store::open(dir, opts.clone())?;
     crate::open::report_cuts(&store);
     let stream = store.stream(stream_name)?;
@@ -185,6 +150,55 @@ pub fn import(
         first_seq.map_or("null".into(), |s| s.to_string()),
     );
     Ok(())
+}
+
+/// The whole of `file` (`-`: stdin).
+fn read_input(file: &Path) -> Result<Vec<u8>, Failure> {
+    if file.to_str() == Some("-") {
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut bytes)?;
+        return Ok(bytes);
+    }
+    std::fs::read(file).map_err(|e| Failure {
+        code: 2,
+        message: format!("{}: {e}", file.display()),
+    })
+}
+
+/// The records `input` holds, one per non-blank line (with `from_export`,
+/// each line's payload); the first bad line is a usage error naming it.
+fn checked_lines(
+    input: &[u8],
+    from_export: bool,
+    record_bytes_max: usize,
+) -> Result<Vec<&[u8]>, Failure> {
+    let mut records = Vec::new();
+    for (i, line) in input.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad = |why: String| Failure {
+            code: 2,
+            message: format!("line {}: {why} (nothing imported)", i + 1),
+        };
+        let record: &[u8] = match from_export {
+            false => match serde_json::from_slice::<&serde_json::value::RawValue>(line) {
+                Ok(_) => line,
+                Err(e) => return Err(bad(format!("not one JSON value: {e}"))),
+            },
+            true => match exported_payload(line) {
+                Some(payload) => payload,
+                None => return Err(bad("not a line of `lamplog export`".into())),
+            },
+        };
+        if record.len() > record_bytes_max {
+            let len = record.len();
+            return Err(bad(format!("{len} bytes, more than a record may hold")));
+        }
+        records.push(record);
+    }
+    Ok(records)
 }
 
 /// The payload of a line of `lamplog export` (an object with a
