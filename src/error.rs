@@ -102,6 +102,18 @@ pub enum Error {
         location: PathBuf,
     },
 
+    /// The requested records were deleted for good by
+    /// [`Stream::purge_through`](crate::Stream::purge_through).
+    #[error("seq {seq} of stream {stream:?} was purged (the log now starts at seq {purged_before} or later)")]
+    Purged {
+        /// The stream.
+        stream: String,
+        /// The first seq asked for.
+        seq: u64,
+        /// Seqs below this were purged.
+        purged_before: u64,
+    },
+
     /// An op whose `op_id` is not the content address of its fields.
     #[error("op {op_id} does not match its content (expected {expected})")]
     OpIdMismatch {

@@ -71,6 +71,7 @@ pub use log::writer::Appended;
 pub use oplog::archive::{Archived, ARCHIVE_DIR};
 pub use oplog::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use oplog::merge::{Merge, MergedRecord};
+pub use oplog::purge::Purged;
 pub use oplog::query::{Query, QueryIter};
 pub use oplog::subscribe::Subscription;
 pub use oplog::verify::Verified;

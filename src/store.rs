@@ -198,19 +198,20 @@ impl Store {
         let mut streams = BTreeMap::new();
         for stream_name in names.into_iter().filter(|n| name::validate(n).is_ok()) {
             let stream_dir = streams_dir.join(&stream_name);
-            let live_from = || crate::oplog::archive::live_from(&*backend, &stream_dir);
-            let recovered =
-                match recover_stream(&cache, &stream_dir, &stream_name, &opts, &live_from) {
-                    Ok(recovered) => recovered,
-                    // A stray file among the stream folders is not a stream.
-                    Err(Error::Io { source, .. })
-                        if source.raw_os_error()
-                            == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(e),
-                };
+            if writing.is_some() {
+                crate::oplog::purge::finish_interrupted(&*backend, &stream_dir)?;
+            }
+            let start = || crate::oplog::archive::log_start(&*backend, &stream_dir);
+            let recovered = match recover_stream(&cache, &stream_dir, &stream_name, &opts, &start) {
+                Ok(recovered) => recovered,
+                // A stray file among the stream folders is not a stream.
+                Err(Error::Io { source, .. })
+                    if source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
             if recovered.segments.is_empty() && is_empty_dir(&*backend, &stream_dir) {
                 // A creation that failed before the first segment existed:
                 // not a stream. (Best effort: a read-only open leaves it.)
@@ -308,26 +309,21 @@ impl Store {
             .map_err(io_err("fsync directory", &streams_dir))?;
         // The folder may hold files from an earlier, interrupted creation.
         let opts = &self.inner.opts;
-        let live_from = || crate::oplog::archive::live_from(&**backend, &stream_dir);
-        let opened = recover_stream(
-            &self.inner.cache,
-            &stream_dir,
-            stream_name,
-            opts,
-            &live_from,
-        )
-        .and_then(|recovered| {
-            let writing = self.inner.writing.clone();
-            let dir = stream_dir.clone();
-            Stream::open(
-                &self.inner.cache,
-                stream_name,
-                dir,
-                opts,
-                recovered,
-                writing,
-            )
-        });
+        crate::oplog::purge::finish_interrupted(&**backend, &stream_dir)?;
+        let start = || crate::oplog::archive::log_start(&**backend, &stream_dir);
+        let opened = recover_stream(&self.inner.cache, &stream_dir, stream_name, opts, &start)
+            .and_then(|recovered| {
+                let writing = self.inner.writing.clone();
+                let dir = stream_dir.clone();
+                Stream::open(
+                    &self.inner.cache,
+                    stream_name,
+                    dir,
+                    opts,
+                    recovered,
+                    writing,
+                )
+            });
         if opened.is_err() && is_empty_dir(&**backend, &stream_dir) {
             // Out of space or descriptors before the first segment existed:
             // leave no folder that a later open could take for a stream.

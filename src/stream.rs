@@ -135,6 +135,7 @@ impl Stream {
             name,
             dir.join(crate::format::segment::ARCHIVE_DIR),
             recovered.segments,
+            recovered.purged_before,
         ));
         if writing.is_some() && segments.last().is_none() {
             segments.push(create_first_segment(cache, &dir, name, limits)?);

@@ -335,3 +335,41 @@ fn an_archived_op_is_never_inserted_again_also_after_reopen() {
     );
     assert_eq!(log.stream().last_seq(), last);
 }
+
+/// Regression (found while writing purge, issue 12): once the op id set was
+/// built, an `archive_before` in the same process made every later
+/// `insert_op` fail with `Archived`: the set went on reading from where it
+/// had stopped, now archived. It now takes the archived segments' ids from
+/// their `.ids` files and reads on from the live log.
+#[test]
+fn insert_op_after_an_archive_in_the_same_process_still_inserts_new_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    let log = OpLog::new(s.clone());
+    let first = log
+        .append_op(
+            NewOp::new("agent", "code", r#"{"n":0}"#).unwrap(),
+            Durability::Sync,
+        )
+        .unwrap();
+    // The set exists and covers the stream so far.
+    assert!(!log.insert_op(&first, Durability::Sync).unwrap().inserted);
+    fill(&s, 1..2000, Durability::Buffered);
+    let ckpt = s.checkpoint("snap").unwrap();
+    assert!(s.archive_before(&ckpt).unwrap().segments > 0);
+    let new = log
+        .append_op(
+            NewOp::new("agent", "code", r#"{"n":1}"#).unwrap(),
+            Durability::Buffered,
+        )
+        .unwrap();
+    let fresh = op_numbered(5000);
+    assert!(log.insert_op(&fresh, Durability::Sync).unwrap().inserted);
+    assert!(!log.insert_op(&new, Durability::Sync).unwrap().inserted);
+    // The archived op is still known: never inserted again.
+    assert!(matches!(
+        log.insert_op(&first, Durability::Sync),
+        Err(lamplog::Error::Archived { seq: 1, .. })
+    ));
+}

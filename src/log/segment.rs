@@ -225,6 +225,8 @@ pub(crate) fn new_salt() -> u32 {
 #[derive(Debug, Default)]
 pub(crate) struct SegmentList {
     list: RwLock<Vec<Arc<Segment>>>,
+    /// Seqs below this were purged (deleted for good); at least 1.
+    purged_before: std::sync::atomic::AtomicU64,
     /// The stream's name and the folder archived segments went to, for the
     /// error that readers of an archived seq get.
     stream: String,
@@ -232,9 +234,15 @@ pub(crate) struct SegmentList {
 }
 
 impl SegmentList {
-    pub fn new(stream: &str, archive_dir: PathBuf, segments: Vec<Arc<Segment>>) -> SegmentList {
+    pub fn new(
+        stream: &str,
+        archive_dir: PathBuf,
+        segments: Vec<Arc<Segment>>,
+        purged_before: u64,
+    ) -> SegmentList {
         SegmentList {
             list: RwLock::new(segments),
+            purged_before: std::sync::atomic::AtomicU64::new(purged_before.max(1)),
             stream: stream.to_string(),
             archive_dir,
         }
@@ -245,8 +253,28 @@ impl SegmentList {
         self.list.read().first().map_or(1, |s| s.header.first_seq)
     }
 
-    /// The error for reading `seq`, which lies before the live log.
+    /// Seqs below this were purged.
+    pub fn purged_before(&self) -> u64 {
+        self.purged_before
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Seqs below `seq` are purged from now on (it never moves back).
+    pub fn set_purged_before(&self, seq: u64) {
+        self.purged_before
+            .fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The error for reading `seq`, which lies before the live log: it was
+    /// purged, or archived.
     pub fn archived(&self, seq: u64) -> Error {
+        if seq < self.purged_before() {
+            return Error::Purged {
+                stream: self.stream.clone(),
+                seq,
+                purged_before: self.purged_before(),
+            };
+        }
         Error::Archived {
             stream: self.stream.clone(),
             seq,

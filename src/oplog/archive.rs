@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{io_err, Result};
 use crate::format::segment::{ids_file_name, index_file_name, segment_file_name};
 use crate::io::backend::Backend;
+use crate::log::recovery::LogStart;
 use crate::oplog::checkpoint::Checkpoint;
 use crate::stream::Stream;
 
@@ -24,6 +25,18 @@ const MARKER_FILE: &str = "archive.json";
 struct Marker {
     /// Seq of the first record still in the live log.
     live_from_seq: u64,
+    /// Seqs below this were purged: their segments deleted for good
+    /// (`purge.rs`). Absent (1) until the first purge.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    purged_before_seq: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(seq: &u64) -> bool {
+    *seq == 1
 }
 
 /// What [`Stream::archive_before`] moved.
@@ -38,16 +51,31 @@ pub struct Archived {
     pub dir: PathBuf,
 }
 
-/// The first seq of the live log in the stream folder `dir` (1 unless
-/// segments were archived).
-pub(crate) fn live_from(backend: &dyn Backend, dir: &Path) -> u64 {
+/// Where the log in the stream folder `dir` starts: the first seq not
+/// purged and the first seq of the live log (1 and 1 unless segments were
+/// purged or archived).
+pub(crate) fn log_start(backend: &dyn Backend, dir: &Path) -> LogStart {
     crate::io::backend::read_small_file(backend, &dir.join(MARKER_FILE), 4096)
         .and_then(|bytes| serde_json::from_slice::<Marker>(&bytes).ok())
-        .map_or(1, |m| m.live_from_seq)
+        .map_or(
+            LogStart {
+                purged_before: 1,
+                live_from: 1,
+            },
+            |m| LogStart {
+                purged_before: m.purged_before_seq,
+                live_from: m.live_from_seq,
+            },
+        )
 }
 
-fn write_marker(backend: &dyn Backend, dir: &Path, live_from_seq: u64) -> Result<()> {
-    let bytes = serde_json::to_vec(&Marker { live_from_seq }).expect("a marker serialises");
+/// Replace the marker: the log now starts as `start` says.
+pub(crate) fn write_marker(backend: &dyn Backend, dir: &Path, start: LogStart) -> Result<()> {
+    let marker = Marker {
+        live_from_seq: start.live_from,
+        purged_before_seq: start.purged_before,
+    };
+    let bytes = serde_json::to_vec(&marker).expect("a marker serialises");
     crate::io::backend::replace_file(backend, dir, MARKER_FILE, &bytes)
 }
 
@@ -103,7 +131,14 @@ impl Stream {
             crate::oplog::op_ids::persist_before_archive(self, segment)?;
         }
         let backend = self.backend();
-        write_marker(&**backend, self.dir(), live_from_seq)?;
+        let start = LogStart {
+            purged_before: self.segments().purged_before(),
+            live_from: live_from_seq,
+        };
+        // The op id set catches up after the `.ids` files moved, not between.
+        let op_ids = self.op_ids();
+        let _op_ids = op_ids.lock();
+        write_marker(&**backend, self.dir(), start)?;
         // Readers learn that the segments left before their files move: one
         // whose view the cache dropped then says Archived, not NotFound.
         self.segments().drop_before(live_from_seq);

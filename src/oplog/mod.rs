@@ -1,11 +1,12 @@
-//! What is built on a stream's log: checkpoints, archiving, queries,
-//! merges, subscriptions, typed ops and their ids, verification.
+//! What is built on a stream's log: checkpoints, archiving, purging,
+//! queries, merges, subscriptions, typed ops and their ids, verification.
 
 pub(crate) mod archive;
 pub(crate) mod checkpoint;
 pub(crate) mod merge;
 pub mod op;
 pub(crate) mod op_ids;
+pub(crate) mod purge;
 pub(crate) mod query;
 pub(crate) mod subscribe;
 pub(crate) mod verify;

@@ -61,11 +61,18 @@ impl OpIds {
     /// Bring the set up to date with the stream: read `.ids` files of sealed
     /// segments not yet seen, parse the records after that.
     pub fn catch_up(&mut self, stream: &Stream) -> Result<()> {
-        if self.covered_to == 0 {
-            self.covered_to = stream.first_seq();
-            for pair in read_archived_ids(stream) {
+        let first = stream.first_seq();
+        if self.covered_to < first {
+            // Segments left the live log (archived or purged) since the set
+            // last looked, or it is new: their `.ids` went to archive/ first.
+            let from = self.covered_to;
+            for pair in read_archived_ids(stream)
+                .into_iter()
+                .filter(|p| p.1 >= from)
+            {
                 self.add(pair);
             }
+            self.covered_to = first;
         }
         let segments = stream.segments().all();
         for (i, segment) in segments.iter().enumerate() {

@@ -420,3 +420,49 @@ fn fsck_reports_each_stream_and_checks_one_with_stream() {
     let out = lamplog(&["fsck", d, "--stream", "nope"], "");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn purge_deletes_old_segments_and_reads_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    {
+        let store = crate::common::open(dir.path(), crate::common::small_opts());
+        let s = store.stream("s").unwrap();
+        crate::common::fill(&s, 0..2000, lamplog::Durability::Sync);
+    }
+    let before = crate::common::segments(dir.path(), "s").len();
+    let out = lamplog(&["purge", d, "s", "--through", "1000"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let row = &json_lines(&out)[0];
+    let start = row["purged_before_seq"].as_u64().unwrap();
+    let purged = row["segments"].as_u64().unwrap() as usize;
+    assert!(purged > 0 && start > 1 && start <= 1001, "{row}");
+    assert_eq!(
+        crate::common::segments(dir.path(), "s").len(),
+        before - purged
+    );
+    // `read` starts where the log now starts; asking for a purged seq says so.
+    let first = json_lines(&lamplog(&["read", d, "s", "--limit", "1"], ""));
+    assert_eq!(first[0]["seq"], start);
+    let out = lamplog(&["read", d, "s", "--from-seq", "1"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was purged"), "{}", stderr(&out));
+    assert_eq!(lamplog(&["fsck", d], "").status.code(), Some(0));
+    let rows = json_lines(&lamplog(&["streams", d, "--json"], ""));
+    assert_eq!(rows[0]["first_seq"], start);
+    assert_eq!(rows[0]["records"], 2000 - start + 1);
+    // Usage errors.
+    for args in [
+        vec!["purge", d, "s"],
+        vec!["purge", d, "s", "--through", "5", "--archived"],
+        vec!["purge", d, "nope", "--through", "5"],
+    ] {
+        assert_eq!(lamplog(&args, "").status.code(), Some(2), "{args:?}");
+    }
+    let out = lamplog(&["purge", d, "s", "--archived"], "");
+    assert_eq!(
+        json_lines(&out)[0]["segments"],
+        0,
+        "nothing archived, nothing purged"
+    );
+}

@@ -98,6 +98,21 @@ enum Command {
         #[arg(long, value_name = "SNAPSHOT_ID")]
         before_checkpoint: Option<String>,
     },
+    /// Delete for good the whole segments (archived or live; never the one being
+    /// written) whose records all lie at or below a seq. Reads of them then say
+    /// they were purged.
+    Purge {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name.
+        stream: String,
+        /// Purge the segments whose records are all at or below this seq.
+        #[arg(long, conflicts_with = "archived")]
+        through: Option<u64>,
+        /// Purge every archived segment.
+        #[arg(long)]
+        archived: bool,
+    },
     /// List the streams: records, segments, bytes, seqs, last write, checkpoints.
     Streams {
         /// The store directory.
@@ -232,6 +247,12 @@ fn main() -> ExitCode {
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
         Command::Fsck { dir, stream, json } => inspect::fsck(&dir, stream.as_deref(), json),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
+        Command::Purge {
+            dir,
+            stream,
+            through,
+            archived,
+        } => write::purge(&dir, &stream, through, archived),
         Command::Export {
             dir,
             stream,

@@ -16,7 +16,7 @@ pub struct ReadArgs {
     dir: PathBuf,
     /// The stream name.
     stream: String,
-    /// Start at this seq.
+    /// Start at this seq (default: the first record of the live log).
     #[arg(long, conflicts_with_all = ["from_lamport", "since_checkpoint"])]
     from_seq: Option<u64>,
     /// Start at the first record whose Lamport timestamp is at least this.
@@ -49,7 +49,7 @@ pub fn read(args: ReadArgs) -> Result<(), Failure> {
     let records = match (args.from_seq, args.from_lamport, args.since_checkpoint) {
         (_, _, true) => stream.replay_since_checkpoint()?,
         (_, Some(lamport), _) => stream.iter_from_lamport(lamport),
-        (seq, None, false) => stream.iter_from_seq(seq.unwrap_or(1)),
+        (seq, None, false) => stream.iter_from_seq(seq.unwrap_or(stream.first_seq())),
     };
     let limit = args.limit;
     let mut out = BufWriter::new(io::stdout().lock());

@@ -1,4 +1,4 @@
-//! Commands that write: `append`, `import`, `merge`, `archive`.
+//! Commands that write: `append`, `import`, `merge`, `archive`, `purge`.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::Path;
@@ -248,6 +248,37 @@ pub fn archive(dir: &Path, stream_name: &str, snapshot_id: Option<&str>) -> Resu
     println!(
         r#"{{"segments":{},"live_from_seq":{},"checkpoint_seq":{}}}"#,
         archived.segments, archived.live_from_seq, checkpoint.seq
+    );
+    Ok(())
+}
+
+/// `lamplog purge`: delete for good the whole segments (archived or live)
+/// whose records all lie at or below a seq: `--through SEQ`, or with
+/// `--archived` everything archived.
+pub fn purge(
+    dir: &Path,
+    stream_name: &str,
+    through: Option<u64>,
+    archived: bool,
+) -> Result<(), Failure> {
+    let store = crate::open::existing(dir, Options::default())?;
+    let stream = crate::inspect::existing_stream(&store, stream_name)?;
+    let seq = match (through, archived) {
+        (Some(seq), false) => seq,
+        (None, true) => stream.first_seq() - 1,
+        _ => {
+            return Err(Failure {
+                code: 2,
+                message: "give one of --through SEQ or --archived".into(),
+            })
+        }
+    };
+    let purged = stream.purge_through(seq)?;
+    drop(stream);
+    store.close()?;
+    println!(
+        r#"{{"segments":{},"purged_before_seq":{}}}"#,
+        purged.segments, purged.purged_before_seq
     );
     Ok(())
 }

@@ -37,6 +37,8 @@ use crate::options::{Options, RecoveryMode};
 pub(crate) struct Recovered {
     /// The usable segments, oldest first; the last one is where writing resumes.
     pub segments: Vec<Arc<Segment>>,
+    /// Seqs below this were purged (deleted for good).
+    pub purged_before: u64,
     pub cuts: Vec<Cut>,
     pub indexes_rebuilt: u64,
 }
@@ -74,15 +76,25 @@ enum Opened {
 
 struct Recovery<'a> {
     backend: &'a dyn Backend,
-    /// Where the live log starts (the first seq not archived), read when
-    /// asked: after the directory listing (see `walk`).
-    live_from: &'a dyn Fn() -> u64,
+    /// Where the live log starts, read when asked: after the directory
+    /// listing (see `walk`).
+    start: &'a dyn Fn() -> LogStart,
+    purged_before: u64,
     cache: &'a Arc<MapCache>,
     dir: &'a Path,
     stream: &'a str,
     opts: &'a Options,
     cuts: Vec<Cut>,
     indexes_rebuilt: u64,
+}
+
+/// Where a stream's log starts, which the caller knows (from the archive
+/// marker): seqs below `purged_before` were deleted for good, seqs below
+/// `live_from` moved out of the live log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogStart {
+    pub purged_before: u64,
+    pub live_from: u64,
 }
 
 /// How many times a read-only open starts over because the log changed
@@ -100,12 +112,13 @@ pub(crate) fn recover_stream(
     dir: &Path,
     stream: &str,
     opts: &Options,
-    live_from: &dyn Fn() -> u64,
+    start: &dyn Fn() -> LogStart,
 ) -> Result<Recovered> {
     for _ in 0..READ_ONLY_ATTEMPTS {
         let mut r = Recovery {
             backend: &**cache.backend(),
-            live_from,
+            start,
+            purged_before: 1,
             cache,
             dir,
             stream,
@@ -134,14 +147,21 @@ impl Recovery<'_> {
     fn walk(&mut self) -> Result<Option<Recovered>> {
         let dir = self.dir;
         let names = self.backend.list_dir(dir).map_err(io_err("list", dir))?;
+        // Read after the listing: archiving and purging replace the marker
+        // before they move or delete any segment, so this marker covers
+        // every change the listing saw. A segment below the purge point is
+        // the leftover of an interrupted purge: never part of the log.
+        let LogStart {
+            purged_before,
+            live_from,
+        } = (self.start)();
+        self.purged_before = purged_before;
         let mut listed: Vec<u64> = names
             .iter()
             .filter_map(|n| parse_segment_file_name(n))
+            .filter(|&first_seq| first_seq >= purged_before)
             .collect();
         listed.sort_unstable();
-        // Read after the listing: archiving replaces the marker before it
-        // moves any segment, so this marker covers every move the listing saw.
-        let live_from = (self.live_from)();
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         let mut next = listed.first().copied();
         while let Some(wanted) = next.take() {
@@ -283,6 +303,7 @@ impl Recovery<'_> {
         }
         Ok(Recovered {
             segments,
+            purged_before: self.purged_before,
             cuts: std::mem::take(&mut self.cuts),
             indexes_rebuilt: self.indexes_rebuilt,
         })
