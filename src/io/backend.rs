@@ -108,6 +108,15 @@ pub(crate) fn read_small_file(backend: &dyn Backend, path: &Path, len_max: u64) 
     Some(bytes)
 }
 
+/// `result`, with a file that was not there counted as done: for moves and
+/// deletions that a crash may already have made.
+pub(crate) fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Create the file `path` with `bytes` and fdatasync it (its directory
 /// entry is the caller's to sync).
 pub(crate) fn write_new_file(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Result};
 use crate::format::segment::{ids_file_name, index_file_name, segment_file_name};
-use crate::io::backend::Backend;
+use crate::io::backend::{ignore_missing, Backend};
 use crate::log::recovery::LogStart;
 use crate::oplog::checkpoint::Checkpoint;
 use crate::stream::Stream;
@@ -173,12 +173,8 @@ fn move_files(
             segment_file_name(first),
         ] {
             let from = live.join(&name);
-            match backend.rename(&from, &archive.join(&name)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err("rename", from)(e))
-                }
-                _ => {}
-            }
+            ignore_missing(backend.rename(&from, &archive.join(&name)))
+                .map_err(io_err("rename", from))?;
         }
     }
     backend

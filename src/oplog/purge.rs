@@ -15,7 +15,7 @@ use crate::error::{io_err, Result};
 use crate::format::segment::{
     ids_file_name, index_file_name, parse_segment_file_name, segment_file_name, ARCHIVE_DIR,
 };
-use crate::io::backend::Backend;
+use crate::io::backend::{ignore_missing, Backend};
 use crate::log::recovery::LogStart;
 use crate::oplog::archive::{log_start, write_marker};
 use crate::stream::Stream;
@@ -149,11 +149,4 @@ pub(crate) fn finish_interrupted(backend: &dyn Backend, dir: &Path) -> Result<()
             .map_err(io_err("fsync directory", folder))?;
     }
     Ok(())
-}
-
-fn ignore_missing(result: std::io::Result<()>) -> std::io::Result<()> {
-    match result {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
 }
