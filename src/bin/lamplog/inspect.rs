@@ -50,17 +50,21 @@ pub fn fsck(dir: &Path, only: Option<&str>, json: bool) -> Result<(), Failure> {
             cut.offset
         );
     }
-    let names = match only {
-        Some(name) => vec![existing_stream(&store, name)?.name().to_string()],
-        None => store.streams(),
+    let streams = match only {
+        Some(name) => vec![existing_stream(&store, name)?],
+        None => store
+            .streams()
+            .iter()
+            .map(|name| store.stream(name))
+            .collect::<lamplog::Result<_>>()?,
     };
     let mut rows = Vec::new();
-    for name in names {
+    for stream in &streams {
         let repaired = cuts.iter().find_map(|c| match &c.reason {
-            CutReason::Repair(kind) if c.stream == name => Some((c, kind)),
+            CutReason::Repair(kind) if c.stream == stream.name() => Some((c, kind)),
             _ => None,
         });
-        rows.push(check_stream(&store.stream(&name)?, repaired)?);
+        rows.push(check_stream(stream, repaired)?);
     }
     let damaged = rows.iter().filter(|r| r.status != "ok").count();
     let columns = [

@@ -228,10 +228,15 @@ pub fn merge(dir: &Path, sources: &[String], target: &str) -> Result<(), Failure
 pub fn archive(dir: &Path, stream_name: &str, snapshot_id: Option<&str>) -> Result<(), Failure> {
     let store = crate::open::existing(dir, Options::default())?;
     let stream = crate::inspect::existing_stream(&store, stream_name)?;
-    let checkpoints = stream.checkpoints()?;
+    // The latest is found through checkpoint.json; a named one by reading
+    // the log.
     let checkpoint = match snapshot_id {
-        None => checkpoints.last(),
-        Some(id) => checkpoints.iter().rev().find(|c| c.snapshot_id == id),
+        None => stream.latest_checkpoint()?,
+        Some(id) => stream
+            .checkpoints()?
+            .into_iter()
+            .rev()
+            .find(|c| c.snapshot_id == id),
     };
     let Some(checkpoint) = checkpoint else {
         return Err(Failure {
@@ -242,7 +247,7 @@ pub fn archive(dir: &Path, stream_name: &str, snapshot_id: Option<&str>) -> Resu
             },
         });
     };
-    let archived = stream.archive_before(checkpoint)?;
+    let archived = stream.archive_before(&checkpoint)?;
     drop(stream);
     store.close()?;
     println!(
