@@ -114,6 +114,17 @@ pub enum Error {
         purged_before: u64,
     },
 
+    /// The record was damaged on disk and a repair
+    /// ([`RecoveryMode::Repair`](crate::RecoveryMode::Repair)) removed it;
+    /// its bytes are in the stream's `quarantine/` folder.
+    #[error("seq {seq} of stream {stream:?} was lost to damage and removed by a repair (its bytes are in quarantine/)")]
+    Lost {
+        /// The stream.
+        stream: String,
+        /// The seq asked for.
+        seq: u64,
+    },
+
     /// An op whose `op_id` is not the content address of its fields.
     #[error("op {op_id} does not match its content (expected {expected})")]
     OpIdMismatch {

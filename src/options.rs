@@ -59,10 +59,18 @@ pub enum RecoveryMode {
     /// because it never held an acknowledged record.
     #[default]
     Strict,
-    /// Cut the log at the first damaged record: the bytes from there on (and
-    /// any later segments) are moved to the stream's `quarantine/` folder and
-    /// the stream opens with the records before the damage. For repair by an
-    /// operator; it drops records that may have been acknowledged.
+    /// Salvage (a writable open): check every frame of every segment, as
+    /// [`Stream::verify`](crate::Stream::verify) does, and lose only the
+    /// records whose bytes are damaged. Their bytes move to the stream's
+    /// `quarantine/` folder and a gap takes their place, so every other
+    /// record keeps its seq, Lamport and payload, the lost seqs read as
+    /// [`Error::Lost`](crate::Error::Lost), and a strict open accepts the
+    /// result ([`Cut::lost`](crate::Cut::lost) names them). A segment whose
+    /// header is unusable is lost whole; a torn tail is cut as always.
+    /// Idempotent and crash-safe (docs/FORMAT.md, "Repair"). For repair by an
+    /// operator: it reads the whole log, and loses records that may have been
+    /// acknowledged. A read-only open in this mode changes nothing and
+    /// reports the first cut a repair would make.
     Repair,
 }
 

@@ -447,6 +447,15 @@ impl Stream {
         if seq == 0 || seq > self.last_seq() {
             return Ok(None);
         }
-        self.iter_from_seq(seq).next().transpose()
+        // Every seq up to the last is in the live log unless it was
+        // archived or purged (the iterator says so) or a repair lost it
+        // (the iterator skips it).
+        match self.iter_from_seq(seq).next().transpose()? {
+            Some(record) if record.seq() == seq => Ok(Some(record)),
+            _ => Err(Error::Lost {
+                stream: self.name().to_string(),
+                seq,
+            }),
+        }
     }
 }

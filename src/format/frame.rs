@@ -11,8 +11,9 @@
 //! 32      4   prev_crc     `crc` of the previous frame (the segment header's
 //!                          `prev_crc` for a segment's first frame)
 //! 36      4   durable_end  segment offset up to which the segment was fdatasynced
-//!                          when this frame was written
-//! 40      1   kind         1 = data, 2 = commit marker (no payload), 3 = checkpoint
+//!                          when this frame was written (a gap: its link crc)
+//! 40      1   kind         1 = data, 2 = commit marker (no payload), 3 = checkpoint,
+//!                          4 = gap (what a repair lost; payload zeros)
 //! 41      1   flags        bit 0: the next frame belongs to the same atomic batch
 //! 42      2   reserved     0
 //! 44    len   payload      the JSON bytes, unchanged
@@ -87,6 +88,11 @@ pub enum Kind {
     /// A checkpoint: a record (it takes a seq) whose JSON payload names a
     /// snapshot and the seq and Lamport it covers.
     Checkpoint = 3,
+    /// Where a repair removed damaged bytes: not a record, it stands for
+    /// the seqs up to its own that were lost, and names (in its
+    /// `durable_end` field) the CRC the next frame chains to, so the chain
+    /// stays checkable across it (see docs/FORMAT.md, "Repair").
+    Gap = 4,
 }
 
 impl Kind {
@@ -95,6 +101,7 @@ impl Kind {
             1 => Some(Kind::Data),
             2 => Some(Kind::Commit),
             3 => Some(Kind::Checkpoint),
+            4 => Some(Kind::Gap),
             _ => None,
         }
     }
@@ -104,13 +111,14 @@ impl Kind {
         match self {
             Kind::Data | Kind::Checkpoint => len > 0,
             Kind::Commit => len == 0,
+            Kind::Gap => true,
         }
     }
 
     /// Whether frames of this kind are records: they take a seq and a
     /// Lamport timestamp and readers return them.
     pub fn is_record(self) -> bool {
-        self != Kind::Commit
+        matches!(self, Kind::Data | Kind::Checkpoint)
     }
 }
 
@@ -146,6 +154,21 @@ impl Frame<'_> {
     /// Bytes the frame occupies on disk.
     pub fn len_on_disk(&self) -> usize {
         FRAME_HEADER_LEN + self.payload.len()
+    }
+
+    /// The CRC the next frame carries as its `prev_crc`: the frame's own,
+    /// except for a gap, which names the CRC of the frames it replaced.
+    pub fn link_crc(&self) -> u32 {
+        match self.meta.kind {
+            Kind::Gap => self.meta.durable_end,
+            _ => self.crc,
+        }
+    }
+
+    /// Whether the frame's `durable_end` says how far the segment had been
+    /// synced (a gap's holds its link CRC instead).
+    pub fn proves_durable_end(&self) -> bool {
+        self.meta.kind != Kind::Gap
     }
 }
 
@@ -228,7 +251,8 @@ pub(crate) fn decode(buf: &[u8], salt: u32) -> Result<Frame<'_>, FrameError> {
     }
     let kind = Kind::from_u8(header.kind).ok_or(FrameError::BadRecordHeader)?;
     let continues = header.flags & FLAG_CONTINUES != 0;
-    let flags_ok = header.flags & !FLAG_CONTINUES == 0 && !(continues && kind == Kind::Commit);
+    let flags_ok = header.flags & !FLAG_CONTINUES == 0
+        && !(continues && matches!(kind, Kind::Commit | Kind::Gap));
     if !flags_ok || header.reserved.get() != 0 || !kind.allows_len(len) {
         return Err(FrameError::BadRecordHeader);
     }

@@ -210,11 +210,12 @@ pub(crate) fn parse_file(bytes: &[u8], salt: u32, first_seq: u64) -> Option<Pars
                     offset,
                 });
             }
+            // A segment with no record (a repair's gap) has a seal alone.
             TAG_SEAL
                 if parsed
                     .entries
                     .last()
-                    .is_some_and(|p| seq >= p.seq && offset > p.offset) =>
+                    .map_or(seq >= first_seq, |p| seq >= p.seq && offset > p.offset) =>
             {
                 parsed.seal = Some(Seal {
                     last_seq: seq,

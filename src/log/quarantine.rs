@@ -52,6 +52,11 @@ pub struct Cut {
     pub quarantine_file: Option<PathBuf>,
     /// Why.
     pub reason: CutReason,
+    /// The seqs whose records a repair removed with these bytes, when it
+    /// knows them (a repair that salvaged the records after the damage).
+    /// `None` for a torn tail (its records were never acknowledged) and
+    /// for a cut that kept nothing after it.
+    pub lost: Option<std::ops::RangeInclusive<u64>>,
 }
 
 fn quarantine_dir(backend: &dyn Backend, stream_dir: &Path) -> Result<PathBuf> {

@@ -71,7 +71,8 @@ pub(crate) enum From {
 /// An iterator over a stream's records, oldest first.
 ///
 /// It yields the records that existed when it was created, every seq in
-/// order. A damaged record ends it with an
+/// order, skipping only the seqs a repair lost
+/// ([`RecoveryMode::Repair`](crate::RecoveryMode::Repair)). A damaged record ends it with an
 /// [`Error::Corruption`](crate::Error::Corruption); it never yields a record
 /// whose checksum does not match. Records it can no longer read because
 /// [`archive_before`](crate::Stream::archive_before) moved them out (before
@@ -261,6 +262,10 @@ impl Iter {
                 .decode_at(&self.bytes, self.offset, self.end)
                 .map_err(|e| segment.corruption(self.offset, corruption_kind(e)))?;
             if !frame.meta.kind.is_record() {
+                // A gap stands for seqs a repair lost: skip them.
+                if frame.meta.kind == Kind::Gap {
+                    self.next_seq = self.next_seq.max(frame.meta.seq + 1);
+                }
                 self.offset += frame.len_on_disk() as u64;
                 continue;
             }

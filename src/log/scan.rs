@@ -39,6 +39,8 @@ pub(crate) struct Cursor {
     pub last_lamport: u64,
     /// The previous frame continues an atomic batch.
     pub in_batch: bool,
+    /// Seqs that gaps (a repair's record of what it lost) passed so far.
+    pub lost: u64,
 }
 
 impl Cursor {
@@ -49,6 +51,7 @@ impl Cursor {
             prev_crc: Some(h.prev_crc),
             last_lamport: h.first_lamport.saturating_sub(1),
             in_batch: false,
+            lost: 0,
         }
     }
 
@@ -59,16 +62,19 @@ impl Cursor {
             prev_crc: None,
             last_lamport: e.lamport.saturating_sub(1),
             in_batch: false,
+            lost: 0,
         }
     }
 
     /// Whether the frame `m`, checksum-verified, may come next.
     fn check(&self, m: &FrameMeta) -> Option<CorruptionKind> {
         // A data record takes the next seq and a higher Lamport; a commit
-        // marker repeats the last record's.
+        // marker repeats the last record's; a gap stands for the seqs up to
+        // its own (none, or more) and repeats the last record's Lamport.
         let (seq, lamport_ok) = match m.kind {
             Kind::Data | Kind::Checkpoint => (self.next_seq, m.lamport > self.last_lamport),
             Kind::Commit => (self.next_seq - 1, m.lamport == self.last_lamport),
+            Kind::Gap => (m.seq.max(self.next_seq - 1), m.lamport == self.last_lamport),
         };
         if m.seq != seq {
             Some(CorruptionKind::SequenceGap {
@@ -84,7 +90,7 @@ impl Cursor {
             Some(CorruptionKind::LamportNotIncreasing)
         } else if m.seq >= frame::CLOCK_LIMIT
             || m.lamport >= frame::CLOCK_LIMIT
-            || u64::from(m.durable_end) > self.offset
+            || (m.kind != Kind::Gap && u64::from(m.durable_end) > self.offset)
         {
             // Out of range, or claims to have been synced before it was written.
             Some(CorruptionKind::BadRecordHeader)
@@ -112,11 +118,44 @@ pub(crate) fn scan(
     bytes: &[u8],
     limit: u64,
     salt: u32,
-    mut c: Cursor,
+    c: Cursor,
     index: &mut SparseIndex,
 ) -> (Cursor, Option<CorruptionKind>) {
-    // Where the open atomic batch began: a scan that stops inside a batch
-    // rolls back to its start, so a batch is kept whole or not at all.
+    let stop = scan_to_stop(bytes, limit, salt, c, index);
+    // A scan that stops inside a batch rolls back to its start, so a batch
+    // is kept whole or not at all.
+    match stop.batch {
+        Some((start, mark)) => {
+            index.rollback(mark);
+            (
+                start,
+                Some(stop.problem.unwrap_or(CorruptionKind::TornBatch)),
+            )
+        }
+        None => (stop.at, stop.problem),
+    }
+}
+
+/// Where a scan stopped, before any rollback of an open batch.
+pub(crate) struct Stop {
+    /// After the last good frame: where the problem is.
+    pub at: Cursor,
+    /// Why it stopped before its limit, if it did.
+    pub problem: Option<CorruptionKind>,
+    /// Where the batch that `at` is inside began, and the index state to
+    /// roll back to.
+    pub batch: Option<(Cursor, IndexMark)>,
+}
+
+/// `scan` without the rollback: for a repair, which keeps the good frames
+/// of a batch that damage cut.
+pub(crate) fn scan_to_stop(
+    bytes: &[u8],
+    limit: u64,
+    salt: u32,
+    mut c: Cursor,
+    index: &mut SparseIndex,
+) -> Stop {
     let mut batch: Option<(Cursor, IndexMark)> = None;
     let problem = loop {
         if c.offset >= limit {
@@ -137,6 +176,17 @@ pub(crate) fn scan(
             break Some(CorruptionKind::BadPayload);
         }
         let m = f.meta;
+        if m.kind == Kind::Gap {
+            // A repair wrote it over damaged bytes, which it holds no more.
+            if f.payload.iter().any(|&b| b != 0) {
+                break Some(CorruptionKind::BadRecordHeader);
+            }
+            // What a repair lost may have been part of a batch: the batch
+            // ends here with what survived (docs/FORMAT.md, "Repair").
+            batch = None;
+            c.lost += m.seq + 1 - c.next_seq;
+            c.next_seq = m.seq + 1;
+        }
         if m.continues && batch.is_none() {
             batch = Some((c, index.mark()));
         }
@@ -146,22 +196,20 @@ pub(crate) fn scan(
             c.last_lamport = m.lamport;
         }
         c.offset += f.len_on_disk() as u64;
-        c.prev_crc = Some(f.crc);
+        c.prev_crc = Some(f.link_crc());
         c.in_batch = m.continues;
         if !m.continues {
             batch = None;
         }
     };
-    match batch {
-        Some((start, mark)) => {
-            index.rollback(mark);
-            (start, Some(problem.unwrap_or(CorruptionKind::TornBatch)))
-        }
-        None => (c, problem),
+    Stop {
+        at: c,
+        problem,
+        batch,
     }
 }
 
-fn is_json(payload: &[u8]) -> bool {
+pub(crate) fn is_json(payload: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
 }
 
@@ -187,7 +235,7 @@ pub(crate) fn durable_after(bytes: &[u8], bad: u64, salt: u32, last_seq: u64) ->
             return true;
         }
         if let Ok(f) = frame::decode(window, salt) {
-            if u64::from(f.meta.durable_end) > bad {
+            if f.proves_durable_end() && u64::from(f.meta.durable_end) > bad {
                 return true;
             }
         }

@@ -20,6 +20,9 @@ pub struct Verified {
     pub records: u64,
     /// Bytes of frames checked.
     pub bytes: u64,
+    /// Seqs that an earlier repair lost (information, not damage: the log
+    /// records them as gaps, see [`Error::Lost`](crate::Error::Lost)).
+    pub lost_seqs: u64,
 }
 
 impl Stream {
@@ -46,7 +49,8 @@ impl Stream {
                 return Err(segment.corruption(c.offset, kind));
             }
             report.segments += 1;
-            report.records += c.next_seq - h.first_seq;
+            report.records += c.next_seq - h.first_seq - c.lost;
+            report.lost_seqs += c.lost;
             report.bytes += end - SEGMENT_HEADER_LEN as u64;
             prev = Some(c.published(h));
         }
@@ -63,6 +67,7 @@ impl Store {
             total.segments += v.segments;
             total.records += v.records;
             total.bytes += v.bytes;
+            total.lost_seqs += v.lost_seqs;
         }
         Ok(total)
     }

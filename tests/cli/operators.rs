@@ -466,3 +466,59 @@ fn purge_deletes_old_segments_and_reads_say_so() {
         "nothing archived, nothing purged"
     );
 }
+
+/// `fsck --repair` loses only the damaged records: it prints what it moved
+/// to quarantine and which seqs were lost, exits 0 once the store is
+/// healthy, and a second `fsck` exits 0 and reports the gap as information.
+/// Every other record is byte-identical.
+#[test]
+fn fsck_repair_loses_only_the_damaged_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let lines: String = (0..300)
+        .map(|i| format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 50)))
+        .collect();
+    let out = lamplog(&["append", d, "s", "--durability", "buffered"], &lines);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = stdout(&lamplog(&["export", d, "s"], ""));
+    // Damage one record in the middle of the (only, tail) segment.
+    let seg = crate::common::segments(dir.path(), "s").pop().unwrap();
+    let spans = crate::common::frame_spans(&seg);
+    crate::common::patch(&seg, spans[150].0 + 50, b"#");
+
+    assert_eq!(lamplog(&["fsck", d], "").status.code(), Some(1));
+    let out = lamplog(&["fsck", d, "--repair", "--json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = json_lines(&out);
+    let repaired: Vec<_> = rows.iter().filter(|r| r.get("reason").is_some()).collect();
+    assert_eq!(repaired.len(), 1, "{rows:?}");
+    assert_eq!(repaired[0]["lost_first"], 151);
+    assert_eq!(repaired[0]["lost_last"], 151);
+    let kept = repaired[0]["quarantine_file"].as_str().unwrap();
+    assert!(std::path::Path::new(kept).exists());
+    let status = rows.iter().find(|r| r.get("status").is_some()).unwrap();
+    assert_eq!(status["status"], "ok");
+    assert_eq!(status["lost_seqs"], 1);
+    assert_eq!(status["records"], 299);
+
+    let out = lamplog(&["fsck", d], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        lamplog(&["fsck", d, "--repair"], "").status.code() == Some(0),
+        "a second repair is a no-op"
+    );
+    let after = stdout(&lamplog(&["export", d, "s"], ""));
+    let expected: Vec<&str> = before
+        .lines()
+        .filter(|l| !l.starts_with("{\"seq\":151,"))
+        .collect();
+    assert_eq!(after.lines().collect::<Vec<_>>(), expected);
+    // A read of the lost seq says what happened to it.
+    let out = lamplog(&["read", d, "s", "--from-seq", "151", "--limit", "1"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("{\"seq\":152,"),
+        "{}",
+        stdout(&out)
+    );
+}

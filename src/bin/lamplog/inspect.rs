@@ -19,27 +19,67 @@ struct FsckRow {
     segments: u64,
     records: u64,
     bytes: u64,
+    /// Seqs an earlier repair lost (information, not damage).
+    lost_seqs: u64,
     /// Where the first damage is, and what it is.
     segment: Option<String>,
     offset: Option<u64>,
     problem: Option<String>,
 }
 
+/// One thing `fsck --repair` did.
+#[derive(Serialize)]
+struct RepairRow {
+    stream: String,
+    /// Why: the damage found, or a torn tail.
+    reason: String,
+    segment: String,
+    offset: u64,
+    /// Bytes taken out of the log.
+    bytes: u64,
+    /// Where they were kept.
+    quarantine_file: Option<String>,
+    /// The seqs whose records were lost, if any.
+    lost_first: Option<u64>,
+    lost_last: Option<u64>,
+}
+
 /// `lamplog fsck`: re-check every byte of every stream (or of one), and
-/// report each stream, damaged or not. Read-only: nothing changes on disk.
-/// Exit 1 if any stream is damaged.
-pub fn fsck(dir: &Path, only: Option<&str>, json: bool) -> Result<(), Failure> {
+/// report each stream, damaged or not. Read-only unless `repair`, which
+/// salvages every damaged stream first (losing only the damaged records)
+/// and prints what it moved to quarantine. Exit 1 if a stream is damaged
+/// (after the repair, if one ran).
+pub fn fsck(dir: &Path, only: Option<&str>, repair: bool, json: bool) -> Result<(), Failure> {
     crate::open::check_is_store(dir)?;
-    // Repair mode, read-only: damage in one stream is reported as the cut
-    // a repair would make, and the other streams are still checked.
+    // Repair mode: read-only, damage in one stream is reported as the cut a
+    // repair would start with, and the other streams are still checked.
     let opts = Options::default()
-        .read_only(true)
+        .read_only(!repair)
         .recovery(RecoveryMode::Repair);
     let store = Store::open(dir, opts)?;
     let cuts = &store.recovery_report().cuts;
+    if repair {
+        let done: Vec<RepairRow> = cuts.iter().map(repair_row).collect();
+        if !done.is_empty() {
+            let columns = [
+                "stream",
+                "reason",
+                "segment",
+                "offset",
+                "bytes",
+                "lost_first",
+                "lost_last",
+                "quarantine_file",
+            ];
+            crate::table::print(&done, &columns, json)?;
+        }
+        if !json {
+            eprintln!("lamplog: repair: {} change(s)", done.len());
+        }
+    }
     for cut in cuts
         .iter()
-        .filter(|c| !matches!(c.reason, CutReason::Repair(_)))
+        .filter(|c| !repair && !matches!(c.reason, CutReason::Repair(_)))
     {
         eprintln!(
             "lamplog: {}: {} of {} bytes at {}:{} (a crash's leftovers; a writer's open moves them to quarantine)",
@@ -61,14 +101,22 @@ pub fn fsck(dir: &Path, only: Option<&str>, json: bool) -> Result<(), Failure> {
     let mut rows = Vec::new();
     for stream in &streams {
         let repaired = cuts.iter().find_map(|c| match &c.reason {
-            CutReason::Repair(kind) if c.stream == stream.name() => Some((c, kind)),
+            CutReason::Repair(kind) if !repair && c.stream == stream.name() => Some((c, kind)),
             _ => None,
         });
         rows.push(check_stream(stream, repaired)?);
     }
     let damaged = rows.iter().filter(|r| r.status != "ok").count();
     let columns = [
-        "stream", "status", "segments", "records", "bytes", "segment", "offset", "problem",
+        "stream",
+        "status",
+        "segments",
+        "records",
+        "bytes",
+        "lost_seqs",
+        "segment",
+        "offset",
+        "problem",
     ];
     crate::table::print(&rows, &columns, json)?;
     if damaged > 0 {
@@ -78,6 +126,22 @@ pub fn fsck(dir: &Path, only: Option<&str>, json: bool) -> Result<(), Failure> {
         });
     }
     Ok(())
+}
+
+fn repair_row(cut: &Cut) -> RepairRow {
+    RepairRow {
+        stream: cut.stream.clone(),
+        reason: cut.reason.to_string(),
+        segment: cut.segment.display().to_string(),
+        offset: cut.offset,
+        bytes: cut.len,
+        quarantine_file: cut
+            .quarantine_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        lost_first: cut.lost.as_ref().map(|r| *r.start()),
+        lost_last: cut.lost.as_ref().map(|r| *r.end()),
+    }
 }
 
 /// One stream's verdict: the damage a repair-mode open found in it (its
@@ -92,6 +156,7 @@ fn check_stream(
         segments: 0,
         records: 0,
         bytes: 0,
+        lost_seqs: 0,
         segment: None,
         offset: None,
         problem: None,
@@ -101,6 +166,7 @@ fn check_stream(
         None => match stream.verify() {
             Ok(v) => {
                 (row.segments, row.records, row.bytes) = (v.segments, v.records, v.bytes);
+                row.lost_seqs = v.lost_seqs;
                 return Ok(row);
             }
             Err(Error::Corruption {

@@ -34,14 +34,20 @@ enum Command {
     },
     /// Print a stream's records, one JSON object per line.
     Read(read::ReadArgs),
-    /// Check every byte of every stream (read-only): a line per stream, exit 1
-    /// if any is damaged, naming segment, offset and kind.
+    /// Check every byte of every stream: a line per stream, exit 1 if any is
+    /// damaged, naming segment, offset and kind. Read-only unless --repair.
     Fsck {
         /// The store directory.
         dir: PathBuf,
         /// Only this stream.
         #[arg(long)]
         stream: Option<String>,
+        /// Salvage every damaged stream first: only the records whose bytes
+        /// are damaged are lost (their bytes go to quarantine/), every other
+        /// record is kept; rewrites every index that disagrees with its
+        /// segment. Takes the writer lock.
+        #[arg(long)]
+        repair: bool,
         /// One JSON object per stream and line instead of a table.
         #[arg(long)]
         json: bool,
@@ -245,7 +251,12 @@ fn main() -> ExitCode {
         } => write::append(&dir, &stream, durability),
         Command::Read(args) => read::read(args),
         Command::Quickstart { records, dir } => quickstart::quickstart(records, dir),
-        Command::Fsck { dir, stream, json } => inspect::fsck(&dir, stream.as_deref(), json),
+        Command::Fsck {
+            dir,
+            stream,
+            repair,
+            json,
+        } => inspect::fsck(&dir, stream.as_deref(), repair, json),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
         Command::Purge {
             dir,

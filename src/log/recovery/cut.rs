@@ -34,6 +34,7 @@ impl Recovery<'_> {
             len: keep_len,
             quarantine_file,
             reason,
+            lost: None,
         });
         // The map must be gone before the file shrinks under it.
         drop(bytes);
@@ -80,9 +81,7 @@ impl Recovery<'_> {
                 .and_then(|n| n.to_str())
                 .and_then(parse_segment_file_name)
             {
-                let _ = self
-                    .backend
-                    .remove_file(&self.dir.join(index_file_name(seq)));
+                self.remove_derived(seq);
             }
             Some(moved)
         } else {
@@ -95,6 +94,7 @@ impl Recovery<'_> {
             len,
             quarantine_file: kept,
             reason,
+            lost: None,
         });
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! been synced.
 
 mod cut;
+mod salvage;
 mod segment;
 mod tail;
 
@@ -196,6 +197,17 @@ impl Recovery<'_> {
                             kind: damage.kind,
                         });
                     }
+                    if self.writable() {
+                        let later = listed.iter().copied().find(|&l| l > first_seq);
+                        let prev = segments.last().map(|s| s.published());
+                        let expected =
+                            prev.map_or(first_seq.min(live_from).max(1), |p| p.last_seq + 1);
+                        let (segment, after) =
+                            self.salvage_segment(&path, first_seq, damage, expected, prev, later)?;
+                        segments.extend(segment);
+                        next = after;
+                        continue;
+                    }
                     if let Some(segment) = self.repair(&path, damage)? {
                         segments.push(segment);
                     }
@@ -312,7 +324,7 @@ impl Recovery<'_> {
 
 impl Recovery<'_> {
     /// Files named after a segment (`<first_seq:020>.<ext>`: its index, its
-    /// op ids) are derived from it. Without their segment in the folder
+    /// op ids, a repair's unfinished copy) are derived from it. Without their segment in the folder
     /// (a kill part way through archiving, a segment cut by a repair) they
     /// are orphans, which a writable open deletes (best effort).
     fn remove_orphans(&self, names: &[String], segments: &[Arc<Segment>]) {
@@ -325,9 +337,12 @@ impl Recovery<'_> {
             let Some(seq) = derived.then(|| stem.parse::<u64>().ok()).flatten() else {
                 continue;
             };
-            if segments
-                .binary_search_by_key(&seq, |s| s.header.first_seq)
-                .is_err()
+            // A repair's copy of a segment, left by a crash before its rename.
+            let unfinished = ext == "seg.tmp";
+            if unfinished
+                || segments
+                    .binary_search_by_key(&seq, |s| s.header.first_seq)
+                    .is_err()
             {
                 let _ = self.backend.remove_file(&self.dir.join(name));
             }

@@ -38,16 +38,29 @@ impl Recovery<'_> {
             + index::INDEX_HEADER_LEN as u64;
         let parsed =
             index_file::read_file(self.backend, &index_path, header.salt, first_seq, index_max);
+        // A repair checks every frame, as `verify` does: damage that a
+        // normal open does not scan is what it is there to find.
+        let every_frame = self.opts.recovery == RecoveryMode::Repair && self.writable();
         let checked = if is_last {
+            let parsed = parsed.filter(|_| !every_frame);
             let (checked, seen) = self.scan_tail_settled(&*file, path, bytes, &header, parsed)?;
             bytes = seen;
             checked
         } else {
             match self.check_sealed(&bytes, &header, parsed) {
-                Some(found) => Ok((found, None)),
-                None => self
-                    .rebuild_sealed(&bytes, &header, &index_path)
-                    .map(|found| (found, None)),
+                Some(found) if !every_frame => Ok((found, None)),
+                // A repair also rewrites an index that disagrees with the
+                // segment anywhere, not only in its last stretch.
+                trusted => {
+                    let full = self.scan_sealed(&bytes, &header, trusted.is_none());
+                    if let (Some((_, index)), Ok(found)) = (&trusted, &full) {
+                        if index.entries() != found.1.entries() {
+                            self.indexes_rebuilt += 1;
+                            self.write_index(&header, found);
+                        }
+                    }
+                    full.map(|found| (found, None))
+                }
             }
         };
         let ((published, sparse), torn) = match checked {
@@ -87,21 +100,29 @@ impl Recovery<'_> {
     ) -> Option<Found> {
         let parsed = parsed?;
         let seal = parsed.seal?;
-        let first = parsed.entries.first()?;
-        let last = parsed.entries.last()?;
-        if first.offset != SEGMENT_HEADER_LEN as u64
-            || first.seq != h.first_seq
-            || first.lamport < h.first_lamport
-            || seal.end > bytes.len() as u64
-        {
+        if seal.end > bytes.len() as u64 {
             return None;
         }
         let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
-        sparse.load(
-            parsed.entries[..parsed.entries.len() - 1].to_vec(),
-            last.ts_us_max,
-        );
-        let (c, problem) = scan(bytes, seal.end, h.salt, Cursor::at_entry(last), &mut sparse);
+        let start = match (parsed.entries.first(), parsed.entries.last()) {
+            (Some(first), Some(last)) => {
+                // The first index point is the first record: the first
+                // frame, or the one after the gaps a repair left before it.
+                let (offset, seq) = after_leading_gaps(bytes, h);
+                if first.offset != offset || first.seq != seq || first.lamport < h.first_lamport {
+                    return None;
+                }
+                sparse.load(
+                    parsed.entries[..parsed.entries.len() - 1].to_vec(),
+                    last.ts_us_max,
+                );
+                Cursor::at_entry(last)
+            }
+            // No index point: no record, only what a repair left (a gap),
+            // which is short. Scan it from the header.
+            _ => Cursor::at_header(h),
+        };
+        let (c, problem) = scan(bytes, seal.end, h.salt, start, &mut sparse);
         let ok = problem.is_none()
             && c.offset == seal.end
             && c.next_seq - 1 == seal.last_seq
@@ -109,14 +130,15 @@ impl Recovery<'_> {
         ok.then(|| (c.published(h), sparse))
     }
 
-    /// Scan a sealed segment whose index is missing or stale. It was synced
-    /// in full before the next segment existed, so anything but zeros after
-    /// its last record is corruption.
-    pub(super) fn rebuild_sealed(
+    /// Scan a sealed segment whole (its index is missing or stale, or a
+    /// repair checks every frame), and rewrite its index if `rebuild`. It
+    /// was synced in full before the next segment existed, so anything but
+    /// zeros after its last record is corruption.
+    pub(super) fn scan_sealed(
         &mut self,
         bytes: &[u8],
         h: &SegmentHeader,
-        index_path: &Path,
+        rebuild: bool,
     ) -> Checked<Found> {
         let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
         let (c, problem) = scan(
@@ -130,22 +152,29 @@ impl Recovery<'_> {
         if let Some(kind) = problem.filter(|_| !all_zero(&bytes[c.offset as usize..])) {
             return Err((c.offset, kind, found));
         }
-        self.indexes_rebuilt += 1;
-        if self.writable() {
-            let (p, sparse) = &found;
-            let seal = Seal {
-                last_seq: p.last_seq,
-                last_lamport: p.last_lamport,
-                ts_us_max: sparse.ts_us_max(),
-                end: p.end,
-            };
-            index_file::write_file(
-                self.backend,
-                index_path,
-                &index::encode_file(sparse.entries(), Some(&seal), h.salt, h.first_seq),
-            );
+        if rebuild {
+            self.indexes_rebuilt += 1;
+            self.write_index(h, &found);
         }
         Ok(found)
+    }
+
+    /// Write a sealed segment's index file (a writable open only).
+    pub(super) fn write_index(&self, h: &SegmentHeader, (p, sparse): &Found) {
+        if !self.writable() {
+            return;
+        }
+        let seal = Seal {
+            last_seq: p.last_seq,
+            last_lamport: p.last_lamport,
+            ts_us_max: sparse.ts_us_max(),
+            end: p.end,
+        };
+        index_file::write_file(
+            self.backend,
+            &self.dir.join(index_file_name(h.first_seq)),
+            &index::encode_file(sparse.entries(), Some(&seal), h.salt, h.first_seq),
+        );
     }
     /// The segment's header, if it decodes and fits the chain: the stream's
     /// name, the seq its file name says, right after `prev` (or where the
@@ -261,4 +290,18 @@ impl Recovery<'_> {
             self.cache.clone(),
         ))
     }
+}
+
+/// Where the first record of a segment would start, and its seq: after the
+/// gap frames (if a repair left any) at the segment's start.
+fn after_leading_gaps(bytes: &[u8], h: &SegmentHeader) -> (u64, u64) {
+    let (mut offset, mut seq) = (SEGMENT_HEADER_LEN as u64, h.first_seq);
+    while let Ok(f) = frame::decode(bytes.get(offset as usize..).unwrap_or_default(), h.salt) {
+        if f.meta.kind != frame::Kind::Gap || f.meta.seq + 1 < seq {
+            break;
+        }
+        offset += f.len_on_disk() as u64;
+        seq = f.meta.seq + 1;
+    }
+    (offset, seq)
 }
