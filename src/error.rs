@@ -125,6 +125,18 @@ pub enum Error {
         seq: u64,
     },
 
+    /// A redaction that cannot be made: no such record, a checkpoint record
+    /// (it holds lamplog's own data), or a reason that is too long.
+    #[error("cannot redact seq {seq} of stream {stream:?}: {why}")]
+    CannotRedact {
+        /// The stream.
+        stream: String,
+        /// The seq asked for.
+        seq: u64,
+        /// Why not.
+        why: String,
+    },
+
     /// An op whose `op_id` is not the content address of its fields.
     #[error("op {op_id} does not match its content (expected {expected})")]
     OpIdMismatch {

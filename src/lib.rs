@@ -73,6 +73,7 @@ pub use oplog::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use oplog::merge::{Merge, MergedRecord};
 pub use oplog::purge::Purged;
 pub use oplog::query::{Query, QueryIter};
+pub use oplog::redact::{Redaction, REASON_LEN_MAX, REDACTIONS_FILE};
 pub use oplog::subscribe::Subscription;
 pub use oplog::verify::Verified;
 pub use options::{Durability, IoBackend, Options, RecoveryMode, SyncScope};

@@ -231,6 +231,7 @@ impl Store {
                 recovered,
                 writing.clone(),
             )?;
+            stream.load_redactions()?;
             streams.insert(stream_name, Slot::opened(stream));
         }
         Ok(Store {

@@ -13,7 +13,8 @@
 //! 36      4   durable_end  segment offset up to which the segment was fdatasynced
 //!                          when this frame was written (a gap: its link crc)
 //! 40      1   kind         1 = data, 2 = commit marker (no payload), 3 = checkpoint,
-//!                          4 = gap (what a repair lost; payload zeros)
+//!                          4 = gap (what a repair lost; payload zeros),
+//!                          5 = redacted record (payload zeros; durable_end: link crc)
 //! 41      1   flags        bit 0: the next frame belongs to the same atomic batch
 //! 42      2   reserved     0
 //! 44    len   payload      the JSON bytes, unchanged
@@ -93,6 +94,12 @@ pub enum Kind {
     /// `durable_end` field) the CRC the next frame chains to, so the chain
     /// stays checkable across it (see docs/FORMAT.md, "Repair").
     Gap = 4,
+    /// A data record whose payload was redacted: it keeps its seq, Lamport,
+    /// wall clock and length, its payload bytes are zeros, and its
+    /// `durable_end` field names the CRC it had before, which the next
+    /// frame chains to (see docs/FORMAT.md, "Redaction"). Readers return it
+    /// as a [`Kind::Data`] record whose payload is a stub.
+    Redacted = 5,
 }
 
 impl Kind {
@@ -102,6 +109,7 @@ impl Kind {
             2 => Some(Kind::Commit),
             3 => Some(Kind::Checkpoint),
             4 => Some(Kind::Gap),
+            5 => Some(Kind::Redacted),
             _ => None,
         }
     }
@@ -109,16 +117,22 @@ impl Kind {
     /// Whether a payload of `len` bytes is allowed for this kind.
     fn allows_len(self, len: usize) -> bool {
         match self {
-            Kind::Data | Kind::Checkpoint => len > 0,
+            Kind::Data | Kind::Checkpoint | Kind::Redacted => len > 0,
             Kind::Commit => len == 0,
             Kind::Gap => true,
         }
     }
 
+    /// Whether frames of this kind were written over other frames (by a
+    /// repair or a redaction): their `durable_end` field holds their link CRC.
+    pub(crate) fn replaces(self) -> bool {
+        matches!(self, Kind::Gap | Kind::Redacted)
+    }
+
     /// Whether frames of this kind are records: they take a seq and a
     /// Lamport timestamp and readers return them.
     pub fn is_record(self) -> bool {
-        matches!(self, Kind::Data | Kind::Checkpoint)
+        matches!(self, Kind::Data | Kind::Checkpoint | Kind::Redacted)
     }
 }
 
@@ -157,18 +171,19 @@ impl Frame<'_> {
     }
 
     /// The CRC the next frame carries as its `prev_crc`: the frame's own,
-    /// except for a gap, which names the CRC of the frames it replaced.
+    /// except for a frame that replaced others (a gap, a redacted record),
+    /// which names the CRC of what it replaced.
     pub fn link_crc(&self) -> u32 {
-        match self.meta.kind {
-            Kind::Gap => self.meta.durable_end,
-            _ => self.crc,
+        match self.meta.kind.replaces() {
+            true => self.meta.durable_end,
+            false => self.crc,
         }
     }
 
     /// Whether the frame's `durable_end` says how far the segment had been
-    /// synced (a gap's holds its link CRC instead).
+    /// synced (a frame that replaced others holds its link CRC there).
     pub fn proves_durable_end(&self) -> bool {
-        self.meta.kind != Kind::Gap
+        !self.meta.kind.replaces()
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod map_cache;
 pub(crate) mod quarantine;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+pub(crate) mod replace;
 pub(crate) mod scan;
 pub(crate) mod segment;
 pub(crate) mod sync;

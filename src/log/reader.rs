@@ -21,6 +21,7 @@ pub struct Record {
     ts_us: u64,
     kind: Kind,
     payload: Bytes,
+    redacted: bool,
 }
 
 impl Record {
@@ -44,7 +45,15 @@ impl Record {
         self.kind
     }
 
-    /// The JSON payload, exactly as appended.
+    /// Whether the record was redacted
+    /// ([`Stream::redact`](crate::Stream::redact)): its payload is then the
+    /// stub `{"redacted":true,"reason":..,"sha256":..}` (docs/FORMAT.md,
+    /// "Redaction"), not what was appended.
+    pub fn is_redacted(&self) -> bool {
+        self.redacted
+    }
+
+    /// The JSON payload, exactly as appended (a stub if it was redacted).
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }
@@ -279,12 +288,21 @@ impl Iter {
                 ));
             }
             let start = self.offset as usize + crate::format::frame::FRAME_HEADER_LEN;
+            let redacted = frame.meta.kind == Kind::Redacted;
             let record = Record {
                 seq: frame.meta.seq,
                 lamport: frame.meta.lamport,
                 ts_us: frame.meta.ts_us,
-                kind: frame.meta.kind,
-                payload: self.bytes.slice(start..start + frame.payload.len()),
+                kind: if redacted {
+                    Kind::Data
+                } else {
+                    frame.meta.kind
+                },
+                payload: match redacted {
+                    true => self.segments.redaction_stub(frame.meta.seq),
+                    false => self.bytes.slice(start..start + frame.payload.len()),
+                },
+                redacted,
             };
             self.offset += frame.len_on_disk() as u64;
             self.next_seq += 1;

@@ -72,7 +72,9 @@ impl Cursor {
         // marker repeats the last record's; a gap stands for the seqs up to
         // its own (none, or more) and repeats the last record's Lamport.
         let (seq, lamport_ok) = match m.kind {
-            Kind::Data | Kind::Checkpoint => (self.next_seq, m.lamport > self.last_lamport),
+            Kind::Data | Kind::Checkpoint | Kind::Redacted => {
+                (self.next_seq, m.lamport > self.last_lamport)
+            }
             Kind::Commit => (self.next_seq - 1, m.lamport == self.last_lamport),
             Kind::Gap => (m.seq.max(self.next_seq - 1), m.lamport == self.last_lamport),
         };
@@ -90,7 +92,7 @@ impl Cursor {
             Some(CorruptionKind::LamportNotIncreasing)
         } else if m.seq >= frame::CLOCK_LIMIT
             || m.lamport >= frame::CLOCK_LIMIT
-            || (m.kind != Kind::Gap && u64::from(m.durable_end) > self.offset)
+            || (!m.kind.replaces() && u64::from(m.durable_end) > self.offset)
         {
             // Out of range, or claims to have been synced before it was written.
             Some(CorruptionKind::BadRecordHeader)
@@ -169,18 +171,11 @@ pub(crate) fn scan_to_stop(
         if let Some(problem) = c.check(&f.meta) {
             break Some(problem);
         }
-        // Every record lamplog writes is one JSON value: a frame that
-        // passes its checksum but holds anything else was not written by
-        // lamplog (or passed a CRC-32 by chance), and is damage.
-        if f.meta.kind.is_record() && !is_json(f.payload) {
+        if !payload_ok(f.meta.kind, f.payload) {
             break Some(CorruptionKind::BadPayload);
         }
         let m = f.meta;
         if m.kind == Kind::Gap {
-            // A repair wrote it over damaged bytes, which it holds no more.
-            if f.payload.iter().any(|&b| b != 0) {
-                break Some(CorruptionKind::BadRecordHeader);
-            }
             // What a repair lost may have been part of a batch: the batch
             // ends here with what survived (docs/FORMAT.md, "Repair").
             batch = None;
@@ -209,7 +204,18 @@ pub(crate) fn scan_to_stop(
     }
 }
 
-pub(crate) fn is_json(payload: &[u8]) -> bool {
+/// Whether a frame's payload is what its kind holds: one JSON value for a
+/// record lamplog wrote (a frame whose CRC matches but whose payload is not
+/// JSON was not written by lamplog, or passed a CRC-32 by chance: damage),
+/// zeros for a gap or a redacted record (where the old bytes were).
+pub(crate) fn payload_ok(kind: Kind, payload: &[u8]) -> bool {
+    match kind.replaces() {
+        true => payload.iter().all(|&b| b == 0),
+        false => !kind.is_record() || is_json(payload),
+    }
+}
+
+fn is_json(payload: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
 }
 

@@ -124,6 +124,13 @@ impl Segment {
         self.sealed.load(Ordering::Acquire)
     }
 
+    /// Forget the view of the segment's bytes: the file was replaced (a
+    /// redaction), and the next read maps the new one. Readers holding the
+    /// old view keep it until they drop it.
+    pub fn forget_view(&self) {
+        *self.view.bytes.lock() = Bytes::new();
+    }
+
     /// Mark the segment complete: no record will be added, and the
     /// writer's descriptor is closed.
     pub fn seal(&self) {
@@ -231,6 +238,9 @@ pub(crate) struct SegmentList {
     /// error that readers of an archived seq get.
     stream: String,
     archive_dir: PathBuf,
+    /// What reads of redacted records return, by seq (docs/FORMAT.md,
+    /// "Redaction").
+    redactions: RwLock<std::collections::HashMap<u64, Bytes>>,
 }
 
 impl SegmentList {
@@ -245,7 +255,20 @@ impl SegmentList {
             purged_before: std::sync::atomic::AtomicU64::new(purged_before.max(1)),
             stream: stream.to_string(),
             archive_dir,
+            redactions: RwLock::default(),
         }
+    }
+
+    /// The payload a read of the redacted record `seq` returns.
+    pub fn redaction_stub(&self, seq: u64) -> Bytes {
+        let known = self.redactions.read().get(&seq).cloned();
+        // Without its entry (redactions.json lost), the stub says only that.
+        known.unwrap_or_else(|| Bytes::from_static(br#"{"redacted":true}"#))
+    }
+
+    /// Reads of the redacted record `seq` return `stub`.
+    pub fn set_redaction_stub(&self, seq: u64, stub: Bytes) {
+        self.redactions.write().insert(seq, stub);
     }
 
     /// Seq of the first record of the live log (1 for an empty stream).

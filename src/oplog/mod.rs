@@ -1,5 +1,6 @@
 //! What is built on a stream's log: checkpoints, archiving, purging,
-//! queries, merges, subscriptions, typed ops and their ids, verification.
+//! queries, merges, redaction, subscriptions, typed ops and their ids,
+//! verification.
 
 pub(crate) mod archive;
 pub(crate) mod checkpoint;
@@ -8,5 +9,6 @@ pub mod op;
 pub(crate) mod op_ids;
 pub(crate) mod purge;
 pub(crate) mod query;
+pub(crate) mod redact;
 pub(crate) mod subscribe;
 pub(crate) mod verify;

@@ -284,7 +284,8 @@ fn parse_ops(
 ) -> impl Iterator<Item = Result<OpEntry>> {
     records.filter_map(|record| match record {
         Err(e) => Some(Err(e)),
-        Ok(r) if r.kind() != Kind::Data => None,
+        // A redacted op's content is gone: replay skips it (its id stays known).
+        Ok(r) if r.kind() != Kind::Data || r.is_redacted() => None,
         Ok(r) => Some(
             serde_json::from_slice::<OpEntry>(r.payload())
                 .map_err(|e| Error::invalid_json(&e, &format!("record {} is not an op", r.seq()))),

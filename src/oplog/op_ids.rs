@@ -192,7 +192,7 @@ impl OpIds {
 }
 
 /// The op id in a payload, without parsing the rest of it.
-fn op_id_of(payload: &[u8]) -> Option<String> {
+pub(crate) fn op_id_of(payload: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Id<'a> {
         #[serde(borrow)]

@@ -522,3 +522,59 @@ fn fsck_repair_loses_only_the_damaged_records() {
         stdout(&out)
     );
 }
+
+/// `lamplog redact`: the secret is in no file under the store afterwards,
+/// fsck exits 0, every other record is unchanged; a seq that is not there
+/// is exit 2.
+#[test]
+fn redact_removes_a_secret_from_every_file_and_fsck_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let secret = "ghp_S3cr3tT0k3nV4lu3";
+    let mut lines: String = (0..100).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    lines.push_str(&format!("{{\"paste\":\"{secret}\"}}\n"));
+    lines.push_str("{\"i\":\"after\"}\n");
+    assert_eq!(lamplog(&["append", d, "s"], &lines).status.code(), Some(0));
+    let before = stdout(&lamplog(&["export", d, "s"], ""));
+    let out = lamplog(&["redact", d, "s", "101", "--reason", "leaked token"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let done = json_lines(&out);
+    assert_eq!(done[0]["seq"], 101);
+    assert_eq!(done[0]["sha256"].as_str().unwrap().len(), 64);
+    let mut dirs = vec![dir.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "the secret is still in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert_eq!(lamplog(&["fsck", d], "").status.code(), Some(0));
+    let after = stdout(&lamplog(&["export", d, "s"], ""));
+    for (b, a) in before.lines().zip(after.lines()) {
+        if b.starts_with("{\"seq\":101,") {
+            assert!(
+                a.contains("\"redacted\":true") && a.contains("leaked token"),
+                "{a}"
+            );
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    for (args, code) in [
+        (vec!["redact", d, "s", "999", "--reason", "x"], 2),
+        (vec!["redact", d, "nope", "1", "--reason", "x"], 2),
+        (vec!["redact", d, "s", "1"], 2),
+    ] {
+        let out = lamplog(&args, "");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -21,6 +21,7 @@ impl From<Error> for Failure {
             | Error::RecordTooLarge { .. }
             | Error::InvalidOptions(_)
             | Error::StreamNotFound { .. }
+            | Error::CannotRedact { .. }
             | Error::ReadOnly => 2,
             _ => 1,
         };

@@ -119,6 +119,20 @@ enum Command {
         #[arg(long)]
         archived: bool,
     },
+    /// Remove one record's payload for good: its bytes are zeroed on disk (and
+    /// in quarantine/), reads return {"redacted":true,"reason","sha256"}, and
+    /// fsck still verifies the chain. Prints {"stream","seq","lamport","sha256"}.
+    Redact {
+        /// The store directory.
+        dir: PathBuf,
+        /// The stream name.
+        stream: String,
+        /// The record's seq.
+        seq: u64,
+        /// Why (kept in the stub that reads return; at most 1,024 bytes).
+        #[arg(long)]
+        reason: String,
+    },
     /// List the streams: records, segments, bytes, seqs, last write, checkpoints.
     Streams {
         /// The store directory.
@@ -258,6 +272,12 @@ fn main() -> ExitCode {
             json,
         } => inspect::fsck(&dir, stream.as_deref(), repair, json),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
+        Command::Redact {
+            dir,
+            stream,
+            seq,
+            reason,
+        } => write::redact(&dir, &stream, seq, &reason),
         Command::Purge {
             dir,
             stream,

@@ -287,3 +287,21 @@ pub fn purge(
     );
     Ok(())
 }
+
+/// `lamplog redact`: remove one record's payload for good (docs/FORMAT.md,
+/// "Redaction").
+pub fn redact(dir: &Path, stream_name: &str, seq: u64, reason: &str) -> Result<(), Failure> {
+    let store = crate::open::existing(dir, Options::default())?;
+    let stream = crate::inspect::existing_stream(&store, stream_name)?;
+    let done = stream.redact(seq, reason)?;
+    drop(stream);
+    store.close()?;
+    let line = serde_json::json!({
+        "stream": stream_name,
+        "seq": done.seq,
+        "lamport": done.lamport,
+        "sha256": done.sha256,
+    });
+    println!("{line}");
+    Ok(())
+}

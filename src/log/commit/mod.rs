@@ -239,6 +239,12 @@ impl StreamLog {
         built
     }
 
+    /// Seal the segment being written (its successor starts now) and make
+    /// everything appended so far durable.
+    pub fn seal_active(self: &Arc<Self>) -> Result<()> {
+        self.submit(true, |e| e.roll_now())?.0
+    }
+
     /// Make everything appended so far durable.
     pub fn sync(self: &Arc<Self>) -> Result<()> {
         self.submit(true, |_| ()).map(drop)

@@ -15,7 +15,8 @@ use super::*;
 use crate::format::frame::{FrameMeta, Kind, FRAME_HEADER_LEN};
 use crate::format::segment::ids_file_name;
 use crate::log::clock::now_us;
-use crate::log::scan::{is_json, scan_to_stop};
+use crate::log::replace;
+use crate::log::scan::{payload_ok, scan_to_stop};
 use crate::log::segment::new_salt;
 
 /// Bytes a repair replaces: with a gap frame, or with zeros.
@@ -227,30 +228,16 @@ impl Recovery<'_> {
             Some((at, _)) => at,
             None => (bytes.len() as u64).max(patched_end.unwrap_or(0)),
         };
-        let temp = temp_path(path);
-        let _ = self.backend.remove_file(&temp);
-        let out = self
-            .backend
-            .open(&temp, OpenMode::CreateNew)
-            .map_err(io_err("create", &temp))?;
-        let copied = new_len.min(bytes.len() as u64) as usize;
-        out.write_all_at(&bytes[..copied], 0)
-            .map_err(io_err("write", &temp))?;
-        out.set_len(new_len).map_err(io_err("truncate", &temp))?;
-        for p in patches.iter().filter(|p| p.at < new_len) {
-            out.write_all_at(&p.new, p.at)
-                .map_err(io_err("write", &temp))?;
-        }
-        out.sync_data().map_err(io_err("fdatasync", &temp))?;
-        drop(bytes);
         // Derived files describe the old contents: gone before the new ones arrive.
         self.remove_derived(h.first_seq);
-        self.backend
-            .rename(&temp, path)
-            .map_err(io_err("rename", &temp))?;
-        self.backend
-            .sync_dir(self.dir)
-            .map_err(io_err("fsync directory", self.dir))
+        let writes: Vec<replace::Patch<'_>> = patches
+            .iter()
+            .map(|p| replace::Patch {
+                at: p.at,
+                bytes: &p.new,
+            })
+            .collect();
+        replace::replace_segment(self.backend, path, &bytes, new_len, &writes)
     }
 
     /// Open a segment this repair just wrote, checking it as any segment:
@@ -318,16 +305,8 @@ impl Recovery<'_> {
         );
         bytes.extend_from_slice(&gap.new);
         let path = self.dir.join(segment_file_name(first));
-        let temp = temp_path(&path);
-        let _ = self.backend.remove_file(&temp);
-        crate::io::backend::write_new_file(self.backend, &temp, &bytes)?;
         self.remove_derived(first);
-        self.backend
-            .rename(&temp, &path)
-            .map_err(io_err("rename", &temp))?;
-        self.backend
-            .sync_dir(self.dir)
-            .map_err(io_err("fsync directory", self.dir))?;
+        replace::replace_segment(self.backend, &path, &bytes, bytes.len() as u64, &[])?;
         self.cuts.push(Cut {
             stream: self.stream.into(),
             segment: path.clone(),
@@ -355,13 +334,6 @@ impl Recovery<'_> {
             let _ = self.backend.remove_file(&self.dir.join(name));
         }
     }
-}
-
-/// Where a repaired segment is written before it is renamed over the old one.
-pub(super) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// A gap frame over `[c.offset, to)` (at least a frame header long), after
@@ -414,7 +386,7 @@ fn resume_after(bytes: &[u8], c: &Cursor, salt: u32) -> Option<(u64, FrameMeta)>
             && m.lamport > c.last_lamport
             && m.lamport < frame::CLOCK_LIMIT
             && u64::from(m.durable_end) <= y as u64
-            && is_json(f.payload);
+            && payload_ok(m.kind, f.payload);
         fits.then_some((y as u64, m))
     })
 }

@@ -166,6 +166,18 @@ impl Encoder {
         true
     }
 
+    /// Start a new segment now if the active one holds anything, so that
+    /// it is sealed: the writer never writes it again (a redaction rewrites
+    /// only sealed segments).
+    pub fn roll_now(&mut self) -> Result<()> {
+        if self.tip.end == SEGMENT_HEADER_LEN as u64 {
+            return Ok(());
+        }
+        let first_lamport = stamp_after(self.tip.last_lamport, 0)?;
+        self.roll(self.tip.last_seq + 1, first_lamport);
+        Ok(())
+    }
+
     fn roll(&mut self, first_seq: u64, first_lamport: u64) {
         let header = SegmentHeader {
             salt: new_salt(),
