@@ -64,8 +64,12 @@ fn a_redacted_payload_is_gone_from_every_file_and_reads_return_the_stub() {
     // A crash's leftover in quarantine holding the same bytes.
     let q = stream_dir(dir.path(), "s").join(lamplog::QUARANTINE_DIR);
     std::fs::create_dir_all(&q).unwrap();
+    // A frame header (its length field is what matters) and the payload.
     let mut cut = b"garbage".to_vec();
+    cut.extend_from_slice(&(secret_payload().len() as u32).to_le_bytes());
+    cut.extend_from_slice(&[7; 40]);
     cut.extend_from_slice(&secret_payload());
+    cut.extend_from_slice(b"1 unrelated bytes that stay");
     std::fs::write(q.join("00000000000000000001.seg.4000.1.cut"), &cut).unwrap();
     let before: Vec<_> = read_all(&s);
     let lamport = s.get(secret_seq).unwrap().unwrap().lamport();
@@ -78,6 +82,11 @@ fn a_redacted_payload_is_gone_from_every_file_and_reads_return_the_stub() {
         files_holding(dir.path(), SECRET.as_bytes()),
         Vec::<PathBuf>::new(),
         "the secret is in no file of the store"
+    );
+    let kept = std::fs::read(q.join("00000000000000000001.seg.4000.1.cut")).unwrap();
+    assert!(
+        kept.ends_with(b"1 unrelated bytes that stay"),
+        "only the copy is zeroed"
     );
     let check = |s: &lamplog::Stream| {
         let after = read_all(s);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{io_err, Error, Result};
-use crate::format::frame::{self, FrameMeta, Kind};
+use crate::format::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
 use crate::format::segment::SEGMENT_HEADER_LEN;
 use crate::io::backend::{read_small_file, replace_file, Backend, OpenMode};
 use crate::log::clock::now_us;
@@ -226,8 +226,10 @@ fn redact_frame(backend: &dyn Backend, segment: &Segment, seq: u64) -> Result<()
     Ok(())
 }
 
-/// Zero every copy of `payload` in the stream's quarantine files (a torn
-/// tail cut before the record was written again, a repair's copy).
+/// Zero every copy of `payload` as a frame's payload in the stream's
+/// quarantine files (a torn tail cut before the record was written again, a
+/// repair's copy). Only frame payloads: a short payload (`1`) is not
+/// zeroed wherever its bytes happen to occur.
 fn scrub_quarantine(backend: &dyn Backend, stream_dir: &Path, payload: &[u8]) -> Result<()> {
     let dir = stream_dir.join(QUARANTINE_DIR);
     let Ok(names) = backend.list_dir(&dir) else {
@@ -241,7 +243,7 @@ fn scrub_quarantine(backend: &dyn Backend, stream_dir: &Path, payload: &[u8]) ->
         let len = file.len().map_err(io_err("stat", &path))?;
         let bytes = file.map(len).map_err(io_err("mmap", &path))?;
         let zeros = vec![0; payload.len()];
-        let patches: Vec<Patch<'_>> = find_all(&bytes, payload)
+        let patches: Vec<Patch<'_>> = frame_copies(&bytes, payload)
             .map(|at| Patch {
                 at: at as u64,
                 bytes: &zeros,
@@ -254,11 +256,14 @@ fn scrub_quarantine(backend: &dyn Backend, stream_dir: &Path, payload: &[u8]) ->
     Ok(())
 }
 
-/// The offsets of every occurrence of `needle` in `haystack`.
-fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let n = needle.len();
-    (0..haystack.len().saturating_sub(n.saturating_sub(1)))
-        .filter(move |&at| n > 0 && haystack[at] == needle[0] && &haystack[at..at + n] == needle)
+/// The offsets of every copy of `payload` in `bytes` that is a frame's
+/// payload: right after a frame header whose length field is its length.
+fn frame_copies<'a>(bytes: &'a [u8], payload: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let n = payload.len();
+    let len_field = (n as u32).to_le_bytes();
+    (FRAME_HEADER_LEN..bytes.len().saturating_sub(n.saturating_sub(1))).filter(move |&at| {
+        bytes[at..at + n] == *payload && bytes[at - FRAME_HEADER_LEN..][..4] == len_field
+    })
 }
 
 /// What reads of a redacted record return.
