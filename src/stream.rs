@@ -34,6 +34,9 @@ struct StreamInner {
     writer: Option<Writer>,
     record_bytes_max: usize,
     backend: Arc<dyn Backend>,
+    /// The store's views and options, for a read-only handle's refresh.
+    cache: Arc<MapCache>,
+    opts: Options,
     /// What features built on the stream keep per stream (the latest
     /// checkpoint, the op ids), each created on its first use: the
     /// stream's core knows none of them (see `extension`).
@@ -157,6 +160,8 @@ impl Stream {
                 writer,
                 record_bytes_max: opts.record_bytes_max,
                 backend: cache.backend().clone(),
+                cache: cache.clone(),
+                opts: opts.clone(),
                 extensions: parking_lot::Mutex::new(Vec::new()),
             }),
         })
@@ -379,7 +384,12 @@ impl Stream {
     }
 
     /// The write side, if this stream was written since it was opened.
-    fn opened_log(&self) -> Option<&Arc<StreamLog>> {
+    /// The store's views and options (to recover this stream again).
+    pub(crate) fn store_parts(&self) -> (&Arc<MapCache>, &Options) {
+        (&self.inner.cache, &self.inner.opts)
+    }
+
+    pub(crate) fn opened_log(&self) -> Option<&Arc<StreamLog>> {
         self.inner.writer.as_ref().and_then(|w| w.log.get())
     }
 

@@ -217,3 +217,32 @@ fn a_tail_seen_mid_write_is_read_again_and_real_damage_is_still_reported() {
         }
     }
 }
+
+/// A read-only handle follows another writer through `refreshed`, and
+/// `durable_seq` counts only what the bytes prove synced: the newest
+/// record waits for a later frame (or the close's commit marker).
+#[test]
+fn a_refreshed_read_only_handle_sees_new_records_and_what_is_proven_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = open(dir.path(), small_opts());
+    let w = writer.stream("s").unwrap();
+    fill(&w, 0..3, Durability::Sync);
+    let reader = open(dir.path(), small_opts().read_only(true));
+    let r = reader.stream("s").unwrap();
+    assert_eq!((r.last_seq(), r.durable_seq().unwrap()), (3, 2));
+    fill(&w, 3..400, Durability::Sync);
+    assert_eq!(r.last_seq(), 3, "a handle's view is fixed");
+    let r = r.refreshed().unwrap();
+    assert_eq!((r.last_seq(), r.durable_seq().unwrap()), (400, 399));
+    assert_holds(&r, 400);
+    drop(w);
+    writer.close().unwrap();
+    let r = r.refreshed().unwrap();
+    assert_eq!(r.durable_seq().unwrap(), 400);
+    assert_eq!(w_durable(&dir), 400);
+}
+
+fn w_durable(dir: &tempfile::TempDir) -> u64 {
+    let store = open(dir.path(), small_opts());
+    store.stream("s").unwrap().durable_seq().unwrap()
+}

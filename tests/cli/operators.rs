@@ -578,3 +578,49 @@ fn redact_removes_a_secret_from_every_file_and_fsck_still_passes() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// `read --follow` prints records as another process makes them durable:
+/// here a writer in the test's process appends with `Sync` while the
+/// command runs, and stops after `--limit`.
+#[test]
+fn read_follow_prints_new_durable_records_while_another_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let first: String = (0..10).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    assert_eq!(lamplog(&["append", d, "s"], &first).status.code(), Some(0));
+    let mut child = super::spawn(&[
+        "read",
+        d,
+        "s",
+        "--follow",
+        "--from-seq",
+        "5",
+        "--limit",
+        "40",
+    ]);
+    let store = lamplog::Store::open(dir.path(), lamplog::Options::default()).unwrap();
+    let s = store.stream("s").unwrap();
+    for i in 10..50 {
+        s.append(format!("{{\"i\":{i}}}"), lamplog::Durability::Sync)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The last record is proven durable by the commit marker of the close.
+    drop(s);
+    store.close().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--follow did not reach its limit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seqs: Vec<u64> = json_lines(&out)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (5..45).collect::<Vec<_>>());
+}

@@ -29,7 +29,14 @@ pub struct ReadArgs {
     /// Print at most this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// Keep printing new records as they become durable, also while another
+    /// process writes the stream (until interrupted).
+    #[arg(long)]
+    follow: bool,
 }
+
+/// How often `--follow` looks for new records.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// `lamplog export`: `read` from a seq on.
 pub fn export(dir: &Path, stream: &str, from_seq: Option<u64>) -> Result<(), Failure> {
@@ -40,22 +47,62 @@ pub fn export(dir: &Path, stream: &str, from_seq: Option<u64>) -> Result<(), Fai
         from_lamport: None,
         since_checkpoint: false,
         limit: None,
+        follow: false,
     })
 }
 
 pub fn read(args: ReadArgs) -> Result<(), Failure> {
     let store = crate::open::existing(&args.dir, Options::default().read_only(true))?;
-    let stream = store.stream(&args.stream)?;
-    let records = match (args.from_seq, args.from_lamport, args.since_checkpoint) {
-        (_, _, true) => stream.replay_since_checkpoint()?,
-        (_, Some(lamport), _) => stream.iter_from_lamport(lamport),
-        (seq, None, false) => stream.iter_from_seq(seq.unwrap_or(stream.first_seq())),
+    let mut stream = store.stream(&args.stream)?;
+    // Where reading starts, until a record is printed (then after it).
+    let start = |stream: &lamplog::Stream| -> lamplog::Result<lamplog::Iter> {
+        Ok(
+            match (args.from_seq, args.from_lamport, args.since_checkpoint) {
+                (_, _, true) => stream.replay_since_checkpoint()?,
+                (_, Some(lamport), _) => stream.iter_from_lamport(lamport),
+                (seq, None, false) => stream.iter_from_seq(seq.unwrap_or(stream.first_seq())),
+            },
+        )
     };
-    let limit = args.limit;
+    let mut left = args.limit.unwrap_or(u64::MAX);
     let mut out = BufWriter::new(io::stdout().lock());
-    for record in
-        records.take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
-    {
+    // Without --follow, everything there is; with it, what is durable.
+    let through = match args.follow {
+        true => stream.durable_seq()?,
+        false => u64::MAX,
+    };
+    let mut next = print(&mut out, start(&stream)?, through, &mut left)?;
+    while args.follow && left > 0 {
+        out.flush()?;
+        std::thread::sleep(FOLLOW_POLL);
+        stream = stream.refreshed()?;
+        let through = stream.durable_seq()?;
+        if next.is_some_and(|seq| seq > through) {
+            continue;
+        }
+        let records = match next {
+            Some(seq) => stream.iter_from_seq(seq),
+            None => start(&stream)?,
+        };
+        next = print(&mut out, records, through, &mut left)?.or(next);
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Print `records` up to seq `through`, at most `left` of them; returns
+/// the seq after the last one printed.
+fn print(
+    out: &mut impl Write,
+    records: lamplog::Iter,
+    through: u64,
+    left: &mut u64,
+) -> Result<Option<u64>, Failure> {
+    let mut next = None;
+    for record in records {
+        if *left == 0 {
+            break;
+        }
         let record = match record {
             Ok(record) => record,
             Err(e) => {
@@ -63,10 +110,14 @@ pub fn read(args: ReadArgs) -> Result<(), Failure> {
                 return Err(e.into());
             }
         };
-        write_record(&mut out, None, &record)?;
+        if record.seq() > through {
+            break;
+        }
+        write_record(out, None, &record)?;
+        next = Some(record.seq() + 1);
+        *left -= 1;
     }
-    out.flush()?;
-    Ok(())
+    Ok(next)
 }
 
 /// One record as one line of JSON: `{"stream","seq","lamport","ts_us","payload"}`
