@@ -74,6 +74,7 @@ pub use oplog::merge::{Merge, MergedRecord};
 pub use oplog::purge::Purged;
 pub use oplog::query::{Query, QueryIter};
 pub use oplog::redact::{Redaction, REASON_LEN_MAX, REDACTIONS_FILE};
+pub use oplog::stale::StaleFile;
 pub use oplog::subscribe::Subscription;
 pub use oplog::verify::Verified;
 pub use options::{Durability, IoBackend, Options, RecoveryMode, SyncScope};

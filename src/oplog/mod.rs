@@ -11,5 +11,6 @@ pub(crate) mod op_ids;
 pub(crate) mod purge;
 pub(crate) mod query;
 pub(crate) mod redact;
+pub(crate) mod stale;
 pub(crate) mod subscribe;
 pub(crate) mod verify;

@@ -239,17 +239,7 @@ fn read_archived_ids(stream: &Stream) -> Vec<(u64, u64)> {
 pub(crate) fn persist_before_archive(stream: &Stream, segment: &Segment) -> Result<()> {
     let path = stream.dir().join(ids_file_name(segment.header.first_seq));
     if read_ids(stream, segment).is_none() {
-        let last = segment.published().last_seq;
-        let mut pairs = Vec::new();
-        for record in stream.iter_from_seq(segment.header.first_seq) {
-            let record = record?;
-            if record.seq() > last {
-                break;
-            }
-            if record.kind() == Kind::Data {
-                pairs.extend(op_id_of(record.payload()).map(|id| (prefix(&id), record.seq())));
-            }
-        }
+        let pairs = pairs_of(stream, segment)?;
         let _ = stream.backend().remove_file(&path);
         return crate::io::backend::write_new_file(
             &**stream.backend(),
@@ -262,6 +252,41 @@ pub(crate) fn persist_before_archive(stream: &Stream, segment: &Segment) -> Resu
         .open(&path, crate::io::backend::OpenMode::Read)
         .map_err(io_err("open", &path))?;
     file.sync_data().map_err(io_err("fdatasync", &path))
+}
+
+/// The (prefix, seq) pairs of the ops in the sealed `segment`, parsed from
+/// its records.
+fn pairs_of(stream: &Stream, segment: &Segment) -> Result<Vec<(u64, u64)>> {
+    let last = segment.published().last_seq;
+    let mut pairs = Vec::new();
+    for record in stream.iter_from_seq(segment.header.first_seq) {
+        let record = record?;
+        if record.seq() > last {
+            break;
+        }
+        if record.kind() == Kind::Data {
+            pairs.extend(op_id_of(record.payload()).map(|id| (prefix(&id), record.seq())));
+        }
+    }
+    Ok(pairs)
+}
+
+/// What is wrong with the sealed `segment`'s `.ids` file, if it has one:
+/// it describes other contents (or is damaged), or lists other ops.
+pub(crate) fn ids_file_problem(stream: &Stream, segment: &Segment) -> Result<Option<&'static str>> {
+    let path = stream.dir().join(ids_file_name(segment.header.first_seq));
+    if matches!(stream.backend().open(&path, crate::io::backend::OpenMode::Read),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Ok(None);
+    }
+    let Some(mut listed) = read_ids(stream, segment) else {
+        return Ok(Some("damaged, or describes other segment contents"));
+    };
+    let mut parsed = pairs_of(stream, segment)?;
+    listed.sort_unstable();
+    parsed.sort_unstable();
+    Ok((listed != parsed).then_some("lists other ops than its segment holds"))
 }
 
 fn write_ids(stream: &Stream, segment: &Segment, pairs: &[(u64, u64)]) -> Option<()> {

@@ -186,6 +186,19 @@ impl Stream {
     }
 }
 
+/// The seqs whose redaction `redactions.json` records but the log does
+/// not show yet (a crash cut it short; a writable open finishes it).
+pub(crate) fn pending(stream: &Stream) -> Vec<u64> {
+    let entries = read_entries(&**stream.backend(), stream.dir()).unwrap_or_default();
+    let mut pending = Vec::new();
+    for entry in entries {
+        if matches!(stream.get(entry.seq), Ok(Some(r)) if !r.is_redacted()) {
+            pending.push(entry.seq);
+        }
+    }
+    pending
+}
+
 /// Replace the frame of record `seq` in the sealed `segment` by its
 /// redacted form, durably.
 fn redact_frame(backend: &dyn Backend, segment: &Segment, seq: u64) -> Result<()> {

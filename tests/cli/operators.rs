@@ -624,3 +624,42 @@ fn read_follow_prints_new_durable_records_while_another_process_writes() {
         .collect();
     assert_eq!(seqs, (5..45).collect::<Vec<_>>());
 }
+
+/// fsck checks the derived files against the log: a missing index, a
+/// damaged op id file and a `checkpoint.json` naming an old checkpoint are
+/// each said (exit 0: nothing is lost), and `--repair` rebuilds them.
+#[test]
+fn fsck_reports_stale_derived_files_and_repair_rebuilds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let checkpoint_json = crate::common::stream_dir(dir.path(), "s").join("checkpoint.json");
+    let stale_checkpoint = {
+        // Small segments, so that some are sealed.
+        let store = crate::common::open(dir.path(), crate::common::small_opts());
+        let s = store.stream("s").unwrap();
+        crate::common::fill(&s, 0..200, lamplog::Durability::Buffered);
+        s.checkpoint("old").unwrap();
+        let old = std::fs::read(&checkpoint_json).unwrap();
+        crate::common::fill(&s, 200..400, lamplog::Durability::Buffered);
+        s.checkpoint("new").unwrap();
+        drop(s);
+        store.close().unwrap();
+        old
+    };
+    let segs = crate::common::segments(dir.path(), "s");
+    assert!(segs.len() > 2, "{} segments", segs.len());
+    std::fs::remove_file(segs[0].with_extension("idx")).unwrap();
+    std::fs::write(segs[1].with_extension("ids"), b"not an ids file").unwrap();
+    std::fs::write(&checkpoint_json, stale_checkpoint).unwrap();
+
+    let out = lamplog(&["fsck", d, "--json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_lines(&out)[0]["stale"], 3, "{}", stderr(&out));
+    for name in ["idx", "ids", "checkpoint.json"] {
+        assert!(stderr(&out).contains(name), "{name}: {}", stderr(&out));
+    }
+    let out = lamplog(&["fsck", d, "--repair"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = lamplog(&["fsck", d, "--json"], "");
+    assert_eq!(json_lines(&out)[0]["stale"], 0, "{}", stderr(&out));
+}

@@ -21,6 +21,9 @@ struct FsckRow {
     bytes: u64,
     /// Seqs an earlier repair lost (information, not damage).
     lost_seqs: u64,
+    /// Derived files that disagree with the log (each said on stderr; they
+    /// lose nothing and are rebuilt by a writable open or `--repair`).
+    stale: usize,
     /// Where the first damage is, and what it is.
     segment: Option<String>,
     offset: Option<u64>,
@@ -104,7 +107,7 @@ pub fn fsck(dir: &Path, only: Option<&str>, repair: bool, json: bool) -> Result<
             CutReason::Repair(kind) if !repair && c.stream == stream.name() => Some((c, kind)),
             _ => None,
         });
-        rows.push(check_stream(stream, repaired)?);
+        rows.push(check_stream(stream, repaired, repair)?);
     }
     let damaged = rows.iter().filter(|r| r.status != "ok").count();
     let columns = [
@@ -114,6 +117,7 @@ pub fn fsck(dir: &Path, only: Option<&str>, repair: bool, json: bool) -> Result<
         "records",
         "bytes",
         "lost_seqs",
+        "stale",
         "segment",
         "offset",
         "problem",
@@ -126,6 +130,38 @@ pub fn fsck(dir: &Path, only: Option<&str>, repair: bool, json: bool) -> Result<
         });
     }
     Ok(())
+}
+
+/// Say each derived file of `stream` that disagrees with its log (after
+/// rebuilding those a repair rebuilds: op id files, which are parsed again
+/// when next needed, and `checkpoint.json`); returns how many remain.
+fn stale_files(stream: &Stream, repair: bool) -> Result<usize, Failure> {
+    let mut stale = stream.stale_files()?;
+    if repair && !stale.is_empty() {
+        for file in &stale {
+            if file.path.extension().is_some_and(|e| e == "ids") {
+                std::fs::remove_file(&file.path)?;
+            }
+        }
+        stream.latest_checkpoint()?;
+        let before = std::mem::replace(&mut stale, stream.stale_files()?);
+        for file in before.iter().filter(|f| !stale.contains(f)) {
+            eprintln!(
+                "lamplog: {}: rebuilt {}",
+                stream.name(),
+                file.path.display()
+            );
+        }
+    }
+    for file in &stale {
+        eprintln!(
+            "lamplog: {}: stale derived file {}: {} (nothing is lost: lamplog checks it before use; a writable open or fsck --repair rebuilds it)",
+            stream.name(),
+            file.path.display(),
+            file.problem
+        );
+    }
+    Ok(stale.len())
 }
 
 fn repair_row(cut: &Cut) -> RepairRow {
@@ -149,6 +185,7 @@ fn repair_row(cut: &Cut) -> RepairRow {
 fn check_stream(
     stream: &Stream,
     repaired: Option<(&Cut, &CorruptionKind)>,
+    repair: bool,
 ) -> Result<FsckRow, Failure> {
     let mut row = FsckRow {
         stream: stream.name().to_string(),
@@ -157,6 +194,7 @@ fn check_stream(
         records: 0,
         bytes: 0,
         lost_seqs: 0,
+        stale: 0,
         segment: None,
         offset: None,
         problem: None,
@@ -167,6 +205,7 @@ fn check_stream(
             Ok(v) => {
                 (row.segments, row.records, row.bytes) = (v.segments, v.records, v.bytes);
                 row.lost_seqs = v.lost_seqs;
+                row.stale = stale_files(stream, repair)?;
                 return Ok(row);
             }
             Err(Error::Corruption {
