@@ -663,3 +663,74 @@ fn fsck_reports_stale_derived_files_and_repair_rebuilds_them() {
     let out = lamplog(&["fsck", d, "--json"], "");
     assert_eq!(json_lines(&out)[0]["stale"], 0, "{}", stderr(&out));
 }
+
+/// `lamplog doctor` names slow-growing trouble with advice, exit 0, and
+/// exit 1 once a stream is damaged; a healthy store has nothing to say.
+#[test]
+fn doctor_finds_quarantine_archive_stale_files_unsynced_tails_and_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    {
+        let store = crate::common::open(dir.path(), crate::common::small_opts());
+        for name in ["a", "b", "c"] {
+            crate::common::fill(
+                &store.stream(name).unwrap(),
+                0..300,
+                lamplog::Durability::Buffered,
+            );
+        }
+        store.close().unwrap();
+    }
+    let out = lamplog(&["doctor", d, "--json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(json_lines(&out).is_empty(), "{}", stdout(&out));
+
+    // a: archived segments and a stale index; b: a torn tail, once left
+    // (unsynced) and once cut into quarantine by a writable open.
+    let a = lamplog(&["checkpoint", d, "a", "snap"], "");
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(lamplog(&["archive", d, "a"], "").status.code(), Some(0));
+    let segs = crate::common::segments(dir.path(), "a");
+    std::fs::remove_file(segs[0].with_extension("idx")).unwrap();
+    let tail = crate::common::segments(dir.path(), "b").pop().unwrap();
+    let end = *crate::common::frame_spans(&tail).last().unwrap();
+    crate::common::patch(&tail, end.1 + 100, b"torn");
+    let out = lamplog(&["doctor", d, "--json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let checks: Vec<(String, String)> = json_lines(&out)
+        .iter()
+        .map(|f| {
+            (
+                f["stream"].as_str().unwrap().into(),
+                f["check"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("a", "folder size"),
+        ("a", "stale derived file"),
+        ("b", "unsynced tail"),
+    ] {
+        assert!(
+            checks.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} in {checks:?}"
+        );
+    }
+    assert!(json_lines(&out)
+        .iter()
+        .all(|f| !f["advice"].as_str().unwrap().is_empty()));
+
+    // A writer's open moves b's torn tail to quarantine; c gets damaged.
+    drop(crate::common::open(dir.path(), crate::common::small_opts()));
+    let seg = crate::common::segments(dir.path(), "c")[1].clone();
+    let span = crate::common::frame_spans(&seg)[2];
+    crate::common::patch(&seg, span.0 + 50, b"#");
+    let out = lamplog(&["doctor", d], "");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("quarantine/ holds"), "{text}");
+    assert!(
+        text.contains("damage") && text.contains("--repair"),
+        "{text}"
+    );
+}

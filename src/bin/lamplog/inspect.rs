@@ -102,13 +102,16 @@ pub fn fsck(dir: &Path, only: Option<&str>, repair: bool, json: bool) -> Result<
             .collect::<lamplog::Result<_>>()?,
     };
     let mut rows = Vec::new();
+    let bar = crate::progress::bar(streams.len() as u64, "checking streams");
     for stream in &streams {
         let repaired = cuts.iter().find_map(|c| match &c.reason {
             CutReason::Repair(kind) if !repair && c.stream == stream.name() => Some((c, kind)),
             _ => None,
         });
         rows.push(check_stream(stream, repaired, repair)?);
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let damaged = rows.iter().filter(|r| r.status != "ok").count();
     let columns = [
         "stream",

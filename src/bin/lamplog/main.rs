@@ -133,6 +133,16 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Look for slow-growing trouble, with advice: long replays since the last
+    /// checkpoint, quarantine and archive sizes, preallocated space, stale
+    /// derived files, unsynced bytes a writer left, damage (exit 1). Read-only.
+    Doctor {
+        /// The store directory.
+        dir: PathBuf,
+        /// One JSON object per finding and line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the streams: records, segments, bytes, seqs, last write, checkpoints.
     Streams {
         /// The store directory.
@@ -243,9 +253,11 @@ enum BackendArg {
 }
 
 mod bench;
+mod doctor;
 mod failure;
 mod inspect;
 mod open;
+mod progress;
 mod query;
 mod quickstart;
 mod read;
@@ -272,6 +284,7 @@ fn main() -> ExitCode {
             json,
         } => inspect::fsck(&dir, stream.as_deref(), repair, json),
         Command::Streams { dir, json } => inspect::streams(&dir, json),
+        Command::Doctor { dir, json } => doctor::doctor(&dir, json),
         Command::Redact {
             dir,
             stream,

@@ -130,6 +130,7 @@ pub fn import(
     let mut last_seq = stream.last_seq();
     let mut batch_bytes = 0;
     let mut start = 0;
+    let bar = crate::progress::bar(records.len() as u64, "importing");
     for end in 1..=records.len() {
         batch_bytes += records[end - 1].len() + lamplog::format::FRAME_HEADER_LEN;
         let full = records
@@ -139,9 +140,11 @@ pub fn import(
             let done = stream.append_batch(&records[start..end], Durability::Buffered)?;
             first_seq = first_seq.or(done.first().map(|a| a.seq));
             last_seq = done.last().map_or(last_seq, |a| a.seq);
+            bar.inc((end - start) as u64);
             (start, batch_bytes) = (end, 0);
         }
     }
+    bar.finish_and_clear();
     stream.sync()?;
     store.close()?;
     println!(

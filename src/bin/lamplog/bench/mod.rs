@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use lamplog::{Durability, IoBackend, Options, Store};
 
 use crate::Failure;
@@ -162,14 +162,7 @@ fn progress(total: u64, name: &str, json: bool) -> ProgressBar {
     if json {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} {per_sec}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(name.to_string());
-    bar
+    crate::progress::bar(total, name)
 }
 
 struct Measured {
