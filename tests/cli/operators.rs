@@ -734,3 +734,45 @@ fn doctor_finds_quarantine_archive_stale_files_unsynced_tails_and_damage() {
         "{text}"
     );
 }
+
+/// Every command that writes refuses a store another writer holds (exit 1,
+/// saying so); the reading commands go on beside it.
+#[test]
+fn writing_commands_refuse_a_locked_store_and_reading_ones_go_on() {
+    let dir = store();
+    let d = dir.path().to_str().unwrap();
+    let export = dir.path().join("s1.jsonl");
+    std::fs::write(&export, "{\"a\":1}\n").unwrap();
+    let e = export.to_str().unwrap();
+    let holder = lamplog::Store::open(dir.path(), lamplog::Options::default()).unwrap();
+    for args in [
+        vec!["append", d, "s1"],
+        vec!["import", d, "s1", e],
+        vec!["checkpoint", d, "s1", "x"],
+        vec!["merge", d, "s1", "s2", "--into", "m"],
+        vec!["archive", d, "s1"],
+        vec!["purge", d, "s1", "--through", "1"],
+        vec!["redact", d, "s1", "1", "--reason", "x"],
+        vec!["fsck", d, "--repair"],
+    ] {
+        let out = lamplog(&args, "{\"a\":1}\n");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("locked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    for args in [
+        vec!["read", d, "s1"],
+        vec!["fsck", d],
+        vec!["streams", d],
+        vec!["checkpoints", d, "s1"],
+        vec!["query", d, "--count"],
+        vec!["doctor", d],
+    ] {
+        let out = lamplog(&args, "");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    }
+    drop(holder);
+}

@@ -45,7 +45,9 @@ impl Recovery<'_> {
         Ok(())
     }
 
-    /// Repair mode: keep the records before the damage, quarantine the rest.
+    /// What a read-only open in Repair mode reports at damage (it changes
+    /// nothing): the records before the damage stay, the rest would be cut.
+    /// A writable repair salvages instead (`salvage.rs`).
     pub(super) fn repair(&mut self, path: &Path, damage: Damage) -> Result<Option<Arc<Segment>>> {
         let reason = CutReason::Repair(damage.kind.clone());
         let Some(Good {
