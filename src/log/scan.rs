@@ -123,19 +123,7 @@ pub(crate) fn scan(
     c: Cursor,
     index: &mut SparseIndex,
 ) -> (Cursor, Option<CorruptionKind>) {
-    let stop = scan_to_stop(bytes, limit, salt, c, index);
-    // A scan that stops inside a batch rolls back to its start, so a batch
-    // is kept whole or not at all.
-    match stop.batch {
-        Some((start, mark)) => {
-            index.rollback(mark);
-            (
-                start,
-                Some(stop.problem.unwrap_or(CorruptionKind::TornBatch)),
-            )
-        }
-        None => (stop.at, stop.problem),
-    }
+    scan_to_stop(bytes, limit, salt, c, index).rolled_back(index)
 }
 
 /// Where a scan stopped, before any rollback of an open batch.
@@ -149,8 +137,26 @@ pub(crate) struct Stop {
     pub batch: Option<(Cursor, IndexMark)>,
 }
 
+impl Stop {
+    /// A scan that stops inside a batch rolls back to its start, so a batch
+    /// is kept whole or not at all: where the good frames end, and why.
+    pub fn rolled_back(self, index: &mut SparseIndex) -> (Cursor, Option<CorruptionKind>) {
+        match self.batch {
+            Some((start, mark)) => {
+                index.rollback(mark);
+                (
+                    start,
+                    Some(self.problem.unwrap_or(CorruptionKind::TornBatch)),
+                )
+            }
+            None => (self.at, self.problem),
+        }
+    }
+}
+
 /// `scan` without the rollback: for a repair, which keeps the good frames
-/// of a batch that damage cut.
+/// of a batch that damage cut, and for reports of damage, which name the
+/// damaged frame rather than the start of its batch.
 pub(crate) fn scan_to_stop(
     bytes: &[u8],
     limit: u64,

@@ -6,7 +6,7 @@
 use crate::error::{CorruptionKind, Result};
 use crate::format::segment::SEGMENT_HEADER_LEN;
 use crate::log::index::SparseIndex;
-use crate::log::scan::{chain_break, scan, Cursor};
+use crate::log::scan::{chain_break, scan_to_stop, Cursor};
 use crate::store::Store;
 use crate::stream::Stream;
 
@@ -44,9 +44,12 @@ impl Stream {
                 return Err(segment.corruption(0, CorruptionKind::BadHeader("changed since open")));
             }
             let mut scratch = SparseIndex::new(u64::MAX);
-            let (c, problem) = scan(&bytes, end, h.salt, Cursor::at_header(h), &mut scratch);
+            let stop = scan_to_stop(&bytes, end, h.salt, Cursor::at_header(h), &mut scratch);
+            // Damage is reported where it is, not at the start of its batch.
+            let damaged_at = stop.at.offset;
+            let (c, problem) = stop.rolled_back(&mut scratch);
             if let Some(kind) = problem {
-                return Err(segment.corruption(c.offset, kind));
+                return Err(segment.corruption(damaged_at, kind));
             }
             report.segments += 1;
             report.records += c.next_seq - h.first_seq - c.lost;

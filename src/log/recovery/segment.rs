@@ -2,7 +2,7 @@
 //! records, checked through its index (sealed) or by a scan.
 
 use super::*;
-use crate::log::scan::chain_break;
+use crate::log::scan::{chain_break, scan_to_stop};
 
 impl Recovery<'_> {
     pub(super) fn open_segment(
@@ -141,16 +141,14 @@ impl Recovery<'_> {
         rebuild: bool,
     ) -> Checked<Found> {
         let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
-        let (c, problem) = scan(
-            bytes,
-            bytes.len() as u64,
-            h.salt,
-            Cursor::at_header(h),
-            &mut sparse,
-        );
+        let len = bytes.len() as u64;
+        let stop = scan_to_stop(bytes, len, h.salt, Cursor::at_header(h), &mut sparse);
+        // Damage is reported where it is, not at the start of its batch.
+        let damaged_at = stop.at.offset;
+        let (c, problem) = stop.rolled_back(&mut sparse);
         let found = (c.published(h), sparse);
         if let Some(kind) = problem.filter(|_| !all_zero(&bytes[c.offset as usize..])) {
-            return Err((c.offset, kind, found));
+            return Err((damaged_at, kind, found));
         }
         if rebuild {
             self.indexes_rebuilt += 1;
