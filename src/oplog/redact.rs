@@ -281,16 +281,24 @@ fn frame_copies<'a>(bytes: &'a [u8], payload: &'a [u8]) -> impl Iterator<Item = 
 
 /// What reads of a redacted record return.
 fn stub(entry: &Entry) -> Bytes {
-    let mut stub = serde_json::json!({
-        "redacted": true,
-        "reason": entry.reason,
-        "sha256": entry.sha256,
-    });
-    if let Some(op_id) = &entry.op_id {
-        stub["op_id"] = op_id.clone().into();
-        stub["lamport_ts"] = entry.lamport.into();
+    #[derive(Serialize)]
+    struct Stub<'a> {
+        redacted: bool,
+        reason: &'a str,
+        sha256: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lamport_ts: Option<u64>,
     }
-    Bytes::from(stub.to_string())
+    let stub = Stub {
+        redacted: true,
+        reason: &entry.reason,
+        sha256: &entry.sha256,
+        op_id: entry.op_id.as_deref(),
+        lamport_ts: entry.op_id.as_ref().map(|_| entry.lamport),
+    };
+    Bytes::from(serde_json::to_vec(&stub).expect("strings and integers serialise"))
 }
 
 /// The stream's redactions; `None` if the file is there but damaged.

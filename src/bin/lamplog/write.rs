@@ -299,12 +299,19 @@ pub fn redact(dir: &Path, stream_name: &str, seq: u64, reason: &str) -> Result<(
     let done = stream.redact(seq, reason)?;
     drop(stream);
     store.close()?;
-    let line = serde_json::json!({
-        "stream": stream_name,
-        "seq": done.seq,
-        "lamport": done.lamport,
-        "sha256": done.sha256,
-    });
-    println!("{line}");
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        stream: &'a str,
+        seq: u64,
+        lamport: u64,
+        sha256: &'a str,
+    }
+    let line = Line {
+        stream: stream_name,
+        seq: done.seq,
+        lamport: done.lamport,
+        sha256: &done.sha256,
+    };
+    println!("{}", serde_json::to_string(&line).map_err(io::Error::from)?);
     Ok(())
 }
