@@ -513,6 +513,12 @@ fn fsck_repair_loses_only_the_damaged_records() {
         .filter(|l| !l.starts_with("{\"seq\":151,"))
         .collect();
     assert_eq!(after.lines().collect::<Vec<_>>(), expected);
+    let listed = json_lines(&lamplog(&["streams", d, "--json"], ""));
+    assert_eq!(
+        (&listed[0]["records"], &listed[0]["last_seq"]),
+        (&299.into(), &300.into()),
+        "the lost seq is not a record"
+    );
     // A read of the lost seq says what happened to it.
     let out = lamplog(&["read", d, "s", "--from-seq", "151", "--limit", "1"], "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -780,4 +786,31 @@ fn writing_commands_refuse_a_locked_store_and_reading_ones_go_on() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
     }
     drop(holder);
+}
+
+/// A store without streams: every reading command has nothing to say and
+/// exits 0 (it is a store, unlike a directory that holds none).
+#[test]
+fn an_empty_store_is_healthy_and_empty_for_every_reading_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    lamplog::Store::open(dir.path(), lamplog::Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    for args in [
+        vec!["streams", d, "--json"],
+        vec!["fsck", d, "--json"],
+        vec!["fsck", d, "--repair", "--json"],
+        vec!["doctor", d, "--json"],
+        vec!["query", d],
+    ] {
+        let out = lamplog(&args, "");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+    let out = lamplog(&["query", d, "--count"], "");
+    assert_eq!(stdout(&out).trim(), "0");
+    let out = lamplog(&["read", d, "nope"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -252,15 +252,22 @@ pub fn streams(dir: &Path, json: bool) -> Result<(), Failure> {
     for name in store.streams() {
         let stream = store.stream(&name)?;
         let (first_seq, last_seq) = (stream.first_seq(), stream.last_seq());
-        let records = (last_seq + 1).saturating_sub(first_seq);
-        let last_write = match last_seq {
-            0 => None,
-            seq => stream.get(seq)?.map(|r| rfc3339(r.ts_us())),
-        };
-        let checkpoints = stream.checkpoints()?;
-        let since_checkpoint = checkpoints
-            .last()
-            .map_or(records, |c| last_seq.saturating_sub(c.record_seq));
+        // One pass: the records (a repair's lost seqs are not), the
+        // checkpoints, the time of the last record.
+        let (mut records, mut checkpoints, mut last_ts) = (0u64, 0usize, None);
+        // Records up to and including the latest checkpoint record.
+        let mut through_checkpoint = 0;
+        for record in stream.iter() {
+            let record = record?;
+            records += 1;
+            last_ts = Some(record.ts_us());
+            if Checkpoint::from_record(&name, &record).is_some() {
+                checkpoints += 1;
+                through_checkpoint = records;
+            }
+        }
+        let last_write = last_ts.map(rfc3339);
+        let since_checkpoint = records - through_checkpoint;
         let usage = stream.usage();
         rows.push(StreamRow {
             stream: name,
@@ -271,7 +278,7 @@ pub fn streams(dir: &Path, json: bool) -> Result<(), Failure> {
             last_seq,
             last_lamport: stream.last_lamport(),
             last_write,
-            checkpoints: checkpoints.len(),
+            checkpoints,
             since_checkpoint,
         });
     }
