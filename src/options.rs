@@ -65,8 +65,10 @@ pub enum RecoveryMode {
     /// `quarantine/` folder and a gap takes their place, so every other
     /// record keeps its seq, Lamport and payload, the lost seqs read as
     /// [`Error::Lost`](crate::Error::Lost), and a strict open accepts the
-    /// result ([`Cut::lost`](crate::Cut::lost) names them). A segment whose
-    /// header is unusable is lost whole; a torn tail is cut as always.
+    /// result ([`Cut::lost`](crate::Cut::lost) names them). A damaged segment
+    /// header is rebuilt from the frames after it; a segment whose header
+    /// cannot be (its salt is damaged too) is lost whole; a torn tail is cut
+    /// as always.
     /// Idempotent and crash-safe (docs/FORMAT.md, "Repair"). For repair by an
     /// operator: it reads the whole log, and loses records that may have been
     /// acknowledged. A read-only open in this mode changes nothing and

@@ -195,13 +195,31 @@ fn two_adjacent_damaged_records_are_one_gap() {
 }
 
 #[test]
-fn a_segment_with_a_damaged_header_is_lost_whole_and_the_rest_kept() {
+fn a_damaged_header_is_rebuilt_from_the_frames_after_it_and_nothing_is_lost() {
+    for disk in Disk::both() {
+        let base = prepared(disk);
+        let segs = base.segments("s");
+        let i = segs.len() / 2;
+        // The stream name, the first Lamport, the header checksum, the magic.
+        for at in [60, 32, 188, 0] {
+            let disk = base.copy();
+            let seg = &disk.segments("s")[i];
+            flip(&disk, seg, at);
+            repair_loses_exactly(&disk, &BTreeSet::new());
+            assert_eq!(disk.quarantined("s").len(), 1, "the old header is kept");
+        }
+    }
+}
+
+#[test]
+fn a_segment_whose_header_lost_its_salt_is_lost_whole_and_the_rest_kept() {
     for disk in Disk::both() {
         let disk = prepared(disk);
         let segs = disk.segments("s");
         let i = segs.len() / 2;
         let (first, next) = (first_seq_of(&segs[i]), first_seq_of(&segs[i + 1]));
-        flip(&disk, &segs[i], 60);
+        // Without its salt no frame verifies: nothing vouches for them.
+        flip(&disk, &segs[i], 17);
         repair_loses_exactly(&disk, &(first..next).collect());
     }
 }
@@ -219,12 +237,13 @@ fn a_missing_segment_becomes_a_gap() {
 }
 
 #[test]
-fn a_damaged_first_segment_header_keeps_every_later_segment() {
+fn a_first_segment_whose_header_and_first_frame_are_damaged_keeps_every_later_segment() {
     for disk in Disk::both() {
         let disk = prepared(disk);
         let segs = disk.segments("s");
         let next = first_seq_of(&segs[1]);
         disk.patch(&segs[0], 0, b"NOTASEG!");
+        disk.patch(&segs[0], SEGMENT_HEADER_LEN as u64 + 2, b"\xff");
         repair_loses_exactly(&disk, &(1..next).collect());
     }
 }

@@ -151,6 +151,12 @@ pub(crate) enum HeaderError {
 }
 
 /// The file name of the segment whose first record is `first_seq`.
+/// The salt field of a header that may not decode (a repair tries it on
+/// the frames after a damaged header).
+pub(crate) fn salt_field(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(16..20)?.try_into().ok()?))
+}
+
 pub(crate) fn segment_file_name(first_seq: u64) -> String {
     format!("{first_seq:020}.seg")
 }

@@ -3,8 +3,9 @@
 //! damaged bytes are lost: the damaged bytes go to quarantine, a gap frame
 //! takes their place in the segment (it names the seqs lost and the CRC the
 //! next frame chains to), and every other record keeps its seq, Lamport and
-//! bytes. A segment whose header is unusable is lost whole and replaced by
-//! a segment holding one gap, so the segments after it stay. Segments are
+//! bytes. A damaged header is rebuilt from the frames after it when they
+//! bear it out; a segment whose header is unusable is lost whole and
+//! replaced by a segment holding one gap, so the segments after it stay. Segments are
 //! never written in place: the repaired file is written beside the damaged
 //! one and renamed over it, so a crash leaves one or the other, and a map
 //! held by a reader never changes.
@@ -58,6 +59,12 @@ impl Recovery<'_> {
                 let link = link(self, first_seq);
                 let gap = self.fill_gap(expected, first_seq - 1, prev, link, damage.kind)?;
                 return Ok((Some(gap), Some(first_seq)));
+            }
+        }
+        if let CorruptionKind::BadHeader(_) = damage.kind {
+            if self.rebuild_header(path, first_seq, prev, &damage.kind)? {
+                // Open it again, now that its header is sound.
+                return Ok((None, Some(first_seq)));
             }
         }
         // The header is unusable: the segment is lost whole.
@@ -317,6 +324,67 @@ impl Recovery<'_> {
             lost: gap.lost,
         });
         self.reopen_salvaged(&path, header, true)
+    }
+
+    /// A header that does not decode, over frames that verify with the salt
+    /// it still holds: the first frame is the record `first_seq`, chained to
+    /// `prev`. Then every header field is known again (the salt; `prev_crc`
+    /// and the seq from the first frame; a `first_lamport` between `prev`'s
+    /// and the first frame's), and a new header replaces the damaged one,
+    /// which goes to quarantine: no record is lost. `false` if the frames do
+    /// not bear it out.
+    fn rebuild_header(
+        &mut self,
+        path: &Path,
+        first_seq: u64,
+        prev: Option<Published>,
+        kind: &CorruptionKind,
+    ) -> Result<bool> {
+        let Ok(file) = self.backend.open(path, OpenMode::Read) else {
+            return Ok(false);
+        };
+        let len = file.len().map_err(io_err("stat", path))?;
+        let bytes = self.map(&*file, path, len)?;
+        let Some(salt) = crate::format::segment::salt_field(&bytes) else {
+            return Ok(false);
+        };
+        let first = bytes
+            .get(SEGMENT_HEADER_LEN..)
+            .and_then(|b| frame::decode(b, salt).ok());
+        let Some(f) = first.filter(|f| payload_ok(f.meta.kind, f.payload)) else {
+            return Ok(false);
+        };
+        let m = f.meta;
+        let fits = m.kind.is_record()
+            && m.seq == first_seq
+            && prev.is_none_or(|p| m.prev_crc == p.last_crc && m.lamport > p.last_lamport);
+        if !fits {
+            return Ok(false);
+        }
+        let header = SegmentHeader {
+            salt,
+            prev_crc: m.prev_crc,
+            first_seq,
+            first_lamport: prev.map_or(m.lamport, |p| p.last_lamport + 1),
+            created_us: m.ts_us,
+            stream: self.stream.into(),
+        };
+        let old = &bytes[..SEGMENT_HEADER_LEN];
+        let quarantine_file = quarantine::keep_bytes(self.backend, self.dir, path, 0, old)?;
+        self.cuts.push(Cut {
+            stream: self.stream.into(),
+            segment: path.into(),
+            offset: 0,
+            len: SEGMENT_HEADER_LEN as u64,
+            quarantine_file: Some(quarantine_file),
+            reason: CutReason::Repair(kind.clone()),
+            lost: None,
+        });
+        self.remove_derived(first_seq);
+        let new = header.encode();
+        let patch = replace::Patch { at: 0, bytes: &new };
+        replace::replace_segment(self.backend, path, &bytes, len, &[patch])?;
+        Ok(true)
     }
 
     /// The header of the segment starting at `first_seq`, if it decodes.
