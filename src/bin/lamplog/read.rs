@@ -2,6 +2,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
@@ -36,7 +37,11 @@ pub struct ReadArgs {
 }
 
 /// How often `--follow` looks for new records.
-const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// How far apart a write and a refresh must be for the refresh to have
+/// seen the write, judged by modification times (coarse clocks, a writer
+/// in another process).
+const MTIME_SLACK: Duration = Duration::from_secs(1);
 
 /// `lamplog export`: `read` from a seq on.
 pub fn export(dir: &Path, stream: &str, from_seq: Option<u64>) -> Result<(), Failure> {
@@ -72,9 +77,21 @@ pub fn read(args: ReadArgs) -> Result<(), Failure> {
         false => u64::MAX,
     };
     let mut next = print(&mut out, start(&stream)?, through, &mut left)?;
+    let (mut seen, mut refreshed_at) = (written_stamp(stream.dir()), SystemTime::now());
     while args.follow && left > 0 {
         out.flush()?;
         std::thread::sleep(FOLLOW_POLL);
+        // Recover the stream again only when a writer may have touched it
+        // since: its files changed, or the last change is too recent for the
+        // last refresh to be sure it saw it (modification times are coarse).
+        let now = written_stamp(stream.dir());
+        let settled = now.as_ref().is_some_and(|(_, modified)| {
+            *modified + MTIME_SLACK < refreshed_at
+        });
+        if now == seen && settled {
+            continue;
+        }
+        (seen, refreshed_at) = (now, SystemTime::now());
         stream = stream.refreshed()?;
         let through = stream.durable_seq()?;
         if next.is_some_and(|seq| seq > through) {
@@ -88,6 +105,20 @@ pub fn read(args: ReadArgs) -> Result<(), Failure> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// What changes when a writer writes the stream in `dir`: its segment
+/// files and the newest one's modification time (a write updates it even
+/// inside preallocated space, where the length stays).
+fn written_stamp(dir: &Path) -> Option<(Vec<String>, SystemTime)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort_unstable();
+    let modified = std::fs::metadata(dir.join(names.last()?)).ok()?.modified().ok()?;
+    Some((names, modified))
 }
 
 /// Print `records` up to seq `through`, at most `left` of them; returns
