@@ -77,11 +77,13 @@ pub fn query(filter: QueryArgs) -> Result<(), Failure> {
     let mut out = BufWriter::new(io::stdout().lock());
     let limit = filter.limit.unwrap_or(u64::MAX);
     let mut n = 0;
+    let bar = crate::progress::counter("matching");
     while n < limit {
         let Some(Reverse(Head { record, source })) = heads.pop() else {
             break;
         };
         n += 1;
+        bar.inc(1);
         if !filter.count {
             crate::read::write_record(&mut out, Some(&source.name), &record)?;
         }
@@ -89,6 +91,7 @@ pub fn query(filter: QueryArgs) -> Result<(), Failure> {
             let _ = out.flush();
         })?;
     }
+    bar.finish_and_clear();
     if filter.count {
         writeln!(out, "{n}")?;
     }

@@ -130,6 +130,7 @@ fn print(
     left: &mut u64,
 ) -> Result<Option<u64>, Failure> {
     let mut next = None;
+    let bar = crate::progress::counter("reading");
     for record in records {
         if *left == 0 {
             break;
@@ -147,7 +148,9 @@ fn print(
         write_record(out, None, &record)?;
         next = Some(record.seq() + 1);
         *left -= 1;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(next)
 }
 
