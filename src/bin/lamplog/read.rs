@@ -85,9 +85,9 @@ pub fn read(args: ReadArgs) -> Result<(), Failure> {
         // since: its files changed, or the last change is too recent for the
         // last refresh to be sure it saw it (modification times are coarse).
         let now = written_stamp(stream.dir());
-        let settled = now.as_ref().is_some_and(|(_, modified)| {
-            *modified + MTIME_SLACK < refreshed_at
-        });
+        let settled = now
+            .as_ref()
+            .is_some_and(|(_, modified)| *modified + MTIME_SLACK < refreshed_at);
         if now == seen && settled {
             continue;
         }
@@ -117,7 +117,10 @@ fn written_stamp(dir: &Path) -> Option<(Vec<String>, SystemTime)> {
         .filter(|n| n.ends_with(".seg"))
         .collect();
     names.sort_unstable();
-    let modified = std::fs::metadata(dir.join(names.last()?)).ok()?.modified().ok()?;
+    let modified = std::fs::metadata(dir.join(names.last()?))
+        .ok()?
+        .modified()
+        .ok()?;
     Some((names, modified))
 }
 
