@@ -64,6 +64,7 @@ pub mod testing;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use format::frame::Kind;
+pub use log::commit::pending::Pending;
 pub use log::commit::syncer::Stats;
 pub use log::quarantine::{Cut, CutReason, QUARANTINE_DIR};
 pub use log::reader::{Iter, Record};

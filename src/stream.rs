@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::io::backend::{Backend, SharedLock};
+use crate::log::commit::pending::Pending;
 use crate::log::commit::syncer::Syncer;
 use crate::log::commit::StreamLog;
 use crate::log::map_cache::MapCache;
@@ -302,6 +303,35 @@ impl Stream {
         let log = self.log()?;
         validate_payload(payload, self.inner.record_bytes_max)?;
         log.append(payload, observed_lamport, durability == Durability::Sync)
+    }
+
+    /// Append one JSON value durably without waiting: the call frames and
+    /// queues the record (and writes it, unless another thread is writing)
+    /// and returns its [`Pending`] at once, which completes when a sync
+    /// covers the record: [`Pending::wait`] blocks for it, and `Pending` is
+    /// a `Future` for async hosts (no runtime needed: the sync machinery
+    /// wakes the task). One thread can keep thousands of appends in flight,
+    /// which the syncer covers with few fsyncs. Validation is
+    /// [`append`](Stream::append)'s.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = lamplog::Store::open(dir.path(), lamplog::Options::default())?;
+    /// let stream = store.stream("s")?;
+    /// let pending: Vec<_> = (0..100)
+    ///     .map(|i| stream.append_pending(format!("{{\"i\":{i}}}")))
+    ///     .collect::<Result<_, _>>()?;
+    /// for p in &pending {
+    ///     p.wait()?; // on disk, in seq order
+    /// }
+    /// assert_eq!(stream.durable_seq()?, 100);
+    /// # Ok::<(), lamplog::Error>(())
+    /// ```
+    pub fn append_pending(&self, payload: impl AsRef<[u8]>) -> Result<Pending> {
+        let payload = payload.as_ref();
+        let log = self.log()?;
+        validate_payload(payload, self.inner.record_bytes_max)?;
+        log.append_pending(payload, 0)
     }
 
     /// Append several JSON values as one atomic batch: they get contiguous

@@ -70,6 +70,7 @@ impl StreamLog {
         self.durable.fetch_max(pos, Ordering::AcqRel);
         self.durable_seq.fetch_max(seq, Ordering::AcqRel);
         self.durable_changed.notify_all();
+        self.wake_durable();
     }
 
     /// What a sync begun now covers: the active file, up to what is written.

@@ -25,6 +25,7 @@
 //! disk.
 
 mod durable;
+pub(crate) mod pending;
 pub(crate) mod poison;
 pub(crate) mod syncer;
 
@@ -79,6 +80,8 @@ pub(crate) struct StreamLog {
     /// Seq and Lamport of the last record written, for `Stream::last_seq`.
     last_seq: AtomicU64,
     last_lamport: AtomicU64,
+    /// Tasks awaiting pending appends.
+    wakers: pending::Wakers,
 }
 
 impl StreamLog {
@@ -112,6 +115,7 @@ impl StreamLog {
             batch_bytes_max: limits.batch_bytes_max,
             last_seq: AtomicU64::new(tip.last_seq),
             last_lamport: AtomicU64::new(tip.last_lamport),
+            wakers: pending::Wakers::default(),
         });
         syncer
             .shared
@@ -154,6 +158,32 @@ impl StreamLog {
         sync: bool,
         encode: impl FnOnce(&mut Encoder) -> T,
     ) -> Result<(T, Pos)> {
+        let (value, pos) = self.enqueue(sync, true, encode)?;
+        if sync {
+            // `.ci/mutants` builds the deliberate bug of acknowledging a
+            // `Sync` append once written, which the crash images must catch.
+            #[cfg(lamplog_mutant = "ack_after_write")]
+            self.wait(pos, &self.written, &self.written_changed)?;
+            #[cfg(not(lamplog_mutant = "ack_after_write"))]
+            self.wait(pos, &self.durable, &self.durable_changed)?;
+        } else {
+            // A sweep must make this record durable within the interval.
+            self.syncer.ensure_running();
+            self.wait(pos, &self.written, &self.written_changed)?;
+        }
+        Ok((value, pos))
+    }
+
+    /// Encode under the stream's lock and queue; write the queue if no one
+    /// is writing it; with `sync`, see that a sync will cover it (in this
+    /// thread only if `inline` allows and the syncer is idle). Returns
+    /// without waiting for "written" or "durable".
+    fn enqueue<T>(
+        self: &Arc<Self>,
+        sync: bool,
+        inline: bool,
+        encode: impl FnOnce(&mut Encoder) -> T,
+    ) -> Result<(T, Pos)> {
         // Backpressure: appenders wait for the flusher rather than let the
         // queue (and memory) grow past batch_bytes_max.
         // Saturating: any batch_bytes_max, u64::MAX included, is a bound.
@@ -179,30 +209,30 @@ impl StreamLog {
             (value, pos, lead)
         };
         if lead {
-            self.flush();
+            self.flush(inline);
         }
-        if sync {
-            // Nothing was pending (a sync of what is already written): ask
-            // now, unless it is durable already.
-            if !lead && self.written.load(Ordering::Acquire) >= pos {
-                if self.durable.load(Ordering::Acquire) >= pos {
-                    self.unwait();
-                } else {
-                    self.request_sync();
-                }
+        // Nothing was pending (a sync of what is already written): ask now,
+        // unless it is durable already.
+        if sync && !lead && self.written.load(Ordering::Acquire) >= pos {
+            if self.durable.load(Ordering::Acquire) >= pos {
+                self.unwait();
+            } else {
+                self.request_sync();
             }
-            // `.ci/mutants` builds the deliberate bug of acknowledging a
-            // `Sync` append once written, which the crash images must catch.
-            #[cfg(lamplog_mutant = "ack_after_write")]
-            self.wait(pos, &self.written, &self.written_changed)?;
-            #[cfg(not(lamplog_mutant = "ack_after_write"))]
-            self.wait(pos, &self.durable, &self.durable_changed)?;
-        } else {
-            // A sweep must make this record durable within the interval.
-            self.syncer.ensure_running();
-            self.wait(pos, &self.written, &self.written_changed)?;
         }
         Ok((value, pos))
+    }
+
+    /// Append one validated payload durably, returning at once: the
+    /// [`Pending`](pending::Pending) completes when a sync covers it.
+    pub fn append_pending(
+        self: &Arc<Self>,
+        payload: &[u8],
+        observed: u64,
+    ) -> Result<pending::Pending> {
+        let (appended, pos) =
+            self.enqueue(true, false, |e| e.encode(Kind::Data, payload, observed))?;
+        Ok(pending::Pending::new(self.clone(), pos, appended?))
     }
 
     /// Append one validated payload.
@@ -306,7 +336,7 @@ impl StreamLog {
     /// done (and asks itself). Checked without the lock, each side could miss
     /// the other's update and the sync would wait for the syncer's timer
     /// (found by the loom model `a_sync_racing_a_buffered_write_never_waits_for_the_timer`).
-    fn flush(self: &Arc<Self>) {
+    fn flush(self: &Arc<Self>, inline: bool) {
         let mut wrote = false;
         loop {
             let (chunks, sync_wanted) = {
@@ -322,7 +352,7 @@ impl StreamLog {
                 }
             };
             if sync_wanted {
-                if self.syncer.idle_but_for_one() {
+                if inline && self.syncer.idle_but_for_one() {
                     self.sync_inline();
                 } else {
                     self.request_sync();
@@ -387,6 +417,7 @@ impl StreamLog {
             self.durable.fetch_max(pos, Ordering::AcqRel);
             self.durable_seq.fetch_max(seq, Ordering::AcqRel);
             self.durable_changed.notify_all();
+            self.wake_durable();
         }
     }
 
@@ -395,6 +426,7 @@ impl StreamLog {
         poison.set(cause, source);
         self.written_changed.notify_all();
         self.durable_changed.notify_all();
+        self.wake_durable();
     }
 }
 
