@@ -163,3 +163,38 @@ fn a_thousand_tasks_await_their_appends_on_two_workers() {
     assert!(fsyncs < 1000, "{fsyncs} fsyncs for 1,000 tasks");
     assert_eq!(read_all(&s).len(), 1000);
 }
+
+/// Pending appends racing blocking appends from other threads, then a
+/// close: every one completes, every record is there.
+#[test]
+fn pending_appends_racing_blocking_ones_and_a_close_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_opts());
+    let s = store.stream("s").unwrap();
+    let pending = std::thread::scope(|scope| {
+        for t in 0..2 {
+            let s = s.clone();
+            scope.spawn(move || {
+                for i in 0..300 {
+                    let durability = if i % 2 == 0 {
+                        Durability::Sync
+                    } else {
+                        Durability::Buffered
+                    };
+                    s.append(format!("{{\"t\":{t},\"i\":{i}}}"), durability)
+                        .unwrap();
+                }
+            });
+        }
+        (0..2000)
+            .map(|i| s.append_pending(format!("{{\"p\":{i}}}")).unwrap())
+            .collect::<Vec<_>>()
+    });
+    drop(s);
+    store.close().unwrap();
+    for p in &pending {
+        p.wait().unwrap();
+    }
+    let store = open(dir.path(), small_opts());
+    assert_eq!(read_all(&store.stream("s").unwrap()).len(), 2600);
+}
