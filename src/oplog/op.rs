@@ -75,10 +75,16 @@ impl OpEntry {
 
     /// The content address of this op: `sha256:<hex>` of its canonical encoding.
     pub fn compute_id(&self) -> String {
-        let digest = Sha256::digest(self.canonical());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        format!("sha256:{}", sha256_hex(&self.canonical()))
     }
+}
+
+/// The lowercase hex SHA-256 of `bytes` (op ids, redactions).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What a caller provides for a new op; [`OpLog::append_op`] fills in the

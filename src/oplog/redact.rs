@@ -15,7 +15,6 @@ use std::path::Path;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{io_err, Error, Result};
 use crate::format::frame::{self, FrameMeta, Kind, FRAME_HEADER_LEN};
@@ -25,6 +24,7 @@ use crate::log::clock::now_us;
 use crate::log::quarantine::QUARANTINE_DIR;
 use crate::log::replace::{replace_segment, Patch};
 use crate::log::segment::Segment;
+use crate::oplog::op::sha256_hex;
 use crate::oplog::op_ids::op_id_of;
 use crate::stream::Stream;
 
@@ -120,7 +120,7 @@ impl Stream {
                 "a checkpoint record holds lamplog's own data".into(),
             ));
         }
-        let sha256 = hex(&Sha256::digest(record.payload()));
+        let sha256 = sha256_hex(record.payload());
         // A redaction a crash cut short is finished as it was recorded.
         let entry = match found {
             Some(i) if entries[i].sha256 == sha256 => entries[i].clone(),
@@ -316,8 +316,4 @@ fn write_entries(backend: &dyn Backend, stream_dir: &Path, entries: &[Entry]) ->
     let json = serde_json::to_vec_pretty(entries).map_err(std::io::Error::from);
     let json = json.map_err(io_err("encode", &stream_dir.join(REDACTIONS_FILE)))?;
     replace_file(backend, stream_dir, REDACTIONS_FILE, &json)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

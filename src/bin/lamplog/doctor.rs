@@ -124,7 +124,7 @@ pub fn doctor(dir: &Path, json: bool) -> Result<(), Failure> {
                 "purge it when retention allows (`lamplog purge DIR STREAM --archived`)",
             ),
         ] {
-            let bytes = folder_bytes(&stream.dir().join(folder));
+            let bytes = file_bytes(&stream.dir().join(folder), |_| true);
             if bytes >= WORTH_BYTES {
                 found(
                     "folder size",
@@ -134,7 +134,7 @@ pub fn doctor(dir: &Path, json: bool) -> Result<(), Failure> {
             }
         }
         let used = stream.usage().bytes;
-        let files = segment_file_bytes(stream.dir());
+        let files = file_bytes(stream.dir(), |name| name.ends_with(".seg"));
         let waste = files.saturating_sub(used);
         if waste > WASTE_BYTES && waste as f64 > used as f64 * WASTE_SHARE {
             found(
@@ -230,26 +230,15 @@ fn replay_rate(store: &Store, names: &[String]) -> Result<f64, Failure> {
     })
 }
 
-fn folder_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-/// Bytes of the stream folder's segment files.
-fn segment_file_bytes(dir: &Path) -> u64 {
+/// Bytes of the files in `dir` whose names `wanted` picks.
+fn file_bytes(dir: &Path, wanted: impl Fn(&str) -> bool) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+                .filter(|e| wanted(&e.file_name().to_string_lossy()))
                 .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
                 .map(|m| m.len())
                 .sum()
         })
