@@ -19,33 +19,6 @@ fn secret_payload() -> Vec<u8> {
     format!(r#"{{"op":"paste","text":"the key is {SECRET}"}}"#).into_bytes()
 }
 
-/// Every file under `root`, recursively.
-fn all_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
-fn files_holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    all_files(root)
-        .into_iter()
-        .filter(|p| {
-            let bytes = std::fs::read(p).unwrap();
-            bytes.windows(needle.len()).any(|w| w == needle)
-        })
-        .collect()
-}
-
 fn stub_of(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).unwrap()
 }

@@ -19,7 +19,7 @@ use crate::oplog::checkpoint::Checkpoint;
 use crate::stream::Stream;
 
 pub use crate::format::segment::ARCHIVE_DIR;
-const MARKER_FILE: &str = "archive.json";
+pub(crate) const MARKER_FILE: &str = "archive.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {

@@ -60,7 +60,7 @@ impl Stream {
             }
         }
         let start = crate::oplog::archive::log_start(&**self.backend(), self.dir());
-        let marker = self.dir().join("archive.json");
+        let marker = self.dir().join(crate::oplog::archive::MARKER_FILE);
         if self.segments().first().is_some() && self.first_seq() < start.live_from {
             found(
                 marker.clone(),

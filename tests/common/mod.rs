@@ -191,3 +191,34 @@ pub fn truncate(path: &Path, len: u64) {
         .set_len(len)
         .unwrap();
 }
+
+/// Every file under `root`, recursively.
+pub fn all_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The files under `root` whose bytes contain `needle` (a redacted secret
+/// must be in none).
+pub fn files_holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    all_files(root)
+        .into_iter()
+        .filter(|p| {
+            fs::read(p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
+        .collect()
+}
