@@ -258,17 +258,15 @@ impl Recovery<'_> {
         let file = self.open_file(path)?;
         let len = file.len().map_err(io_err("stat", path))?;
         let bytes = self.map(&*file, path, len)?;
-        let mut sparse = SparseIndex::new(self.opts.index_interval_bytes);
-        let (c, problem) = scan(&bytes, len, h.salt, Cursor::at_header(&h), &mut sparse);
-        if let Some(kind) = problem.filter(|_| !all_zero(&bytes[c.offset as usize..])) {
-            return Err(Error::Corruption {
+        // The same check as a sealed segment without an index gets.
+        let found = self
+            .scan_sealed(&bytes, &h, false)
+            .map_err(|(offset, kind, _)| Error::Corruption {
                 stream: self.stream.into(),
                 segment: path.into(),
-                offset: c.offset,
+                offset,
                 kind,
-            });
-        }
-        let found = (c.published(&h), sparse);
+            })?;
         drop(bytes);
         if !sealed {
             file.sync_data().map_err(io_err("fdatasync", path))?;
