@@ -223,6 +223,45 @@ fn bench_prints_one_json_object_per_configuration() {
 }
 
 #[test]
+fn bench_inflight_keeps_appends_in_flight_from_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = lamplog(
+        &[
+            "bench",
+            "--dir",
+            d,
+            "--inflight",
+            "64",
+            "--records",
+            "2000",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let row: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(row["records"], 2000, "{row}");
+    assert_eq!(row["writers"], 2, "{row}");
+    assert_eq!(row["inflight"], 64, "{row}");
+    // 64 records in flight share syncs: fewer syncs than records.
+    assert!(row["records_per_fsync"].as_f64().unwrap() > 1.0, "{row}");
+    // The ceiling it is compared with is that of 64 blocked writers.
+    assert!(row["wake_round_us"].as_f64().unwrap() > 0.0, "{row}");
+
+    // In flight means durable: buffered or batched appends are refused.
+    for extra in [["--durability", "buffered"], ["--batch", "10"]] {
+        let mut args = vec!["bench", "--dir", d, "--inflight", "8"];
+        args.extend(extra);
+        let out = lamplog(&args, "");
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--inflight"), "{}", stderr(&out));
+    }
+    let out = lamplog(&["bench", "--dir", d, "--inflight", "0"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
 fn fsck_reports_damage_with_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();

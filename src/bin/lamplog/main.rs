@@ -195,9 +195,13 @@ struct BenchArgs {
     /// disk under test is the one you run from).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Appending threads.
-    #[arg(long)]
+    /// Appending threads (default 1; 2 with --inflight).
+    #[arg(long, visible_alias = "threads")]
     writers: Option<usize>,
+    /// Keep this many durable appends in flight in total across the
+    /// writers (`append_pending`), instead of one blocking append each.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    inflight: Option<u64>,
     /// Streams the writers spread over.
     #[arg(long)]
     streams: Option<usize>,
@@ -353,12 +357,23 @@ fn bench_command(args: BenchArgs) -> Result<(), Failure> {
     let custom = args.writers.is_some()
         || args.streams.is_some()
         || args.records.is_some()
-        || args.durability.is_some();
+        || args.durability.is_some()
+        || args.inflight.is_some();
     if !custom {
         return bench::run(&bench::default_matrix(), &settings, true);
     }
-    let writers = args.writers.unwrap_or(1).max(1);
+    let inflight = args.inflight.map(|n| n as usize);
+    let writers = args
+        .writers
+        .unwrap_or(if inflight.is_some() { 2 } else { 1 })
+        .max(1);
     let durability: Durability = args.durability.unwrap_or(DurabilityArg::Sync).into();
+    if inflight.is_some() && (durability == Durability::Buffered || args.batch > 1) {
+        return Err(Failure {
+            code: 2,
+            message: "--inflight keeps durable single appends in flight: it takes neither --durability buffered nor --batch".into(),
+        });
+    }
     let config = bench::Config {
         name: "custom".into(),
         writers,
@@ -367,6 +382,7 @@ fn bench_command(args: BenchArgs) -> Result<(), Failure> {
         durability,
         batch: args.batch.max(1),
         sync_scope: None,
+        inflight,
     };
     bench::run(&[config], &settings, durability == Durability::Buffered)
 }

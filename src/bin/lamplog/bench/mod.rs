@@ -2,10 +2,10 @@
 //! and of replay, each beside a raw baseline measured in the same run on the
 //! same disk.
 
+use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ pub struct Config {
     pub batch: usize,
     /// The sync scope, if not the run's (`--sync-scope`).
     pub sync_scope: Option<lamplog::SyncScope>,
+    /// Durable appends kept in flight in total by the writers, with
+    /// `append_pending`, instead of one blocking `append` each.
+    pub inflight: Option<usize>,
 }
 
 /// Settings shared by every configuration of a run.
@@ -53,12 +56,21 @@ pub fn default_matrix() -> Vec<Config> {
         durability: Durability::Sync,
         batch: 1,
         sync_scope: None,
+        inflight: None,
+    };
+    // Two threads keeping this many durable appends in flight.
+    let inflight = |depth: usize, records| Config {
+        inflight: Some(depth),
+        ..durable(&format!("inflight-{depth}"), 2, 1, records)
     };
     vec![
         durable("sync-1w", 1, 1, 3_000),
         durable("sync-16w", 16, 1, 40_000),
         durable("sync-64w", 64, 1, 100_000),
         durable("sync-256w", 256, 1, 200_000),
+        inflight(64, 100_000),
+        inflight(256, 300_000),
+        inflight(1024, 500_000),
         durable("sync-100streams", 100, 100, 60_000),
         // The same with one syncfs per batch: faster, but it writes back the
         // whole filesystem (docs/PERFORMANCE.md, "Sync scope").
@@ -74,6 +86,7 @@ pub fn default_matrix() -> Vec<Config> {
             durability: Durability::Buffered,
             batch: 1,
             sync_scope: None,
+            inflight: None,
         },
         Config {
             name: "buffered-1w-b1000".into(),
@@ -83,6 +96,7 @@ pub fn default_matrix() -> Vec<Config> {
             durability: Durability::Buffered,
             batch: 1000,
             sync_scope: None,
+            inflight: None,
         },
     ]
 }
@@ -194,7 +208,6 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
         &config.name,
         settings.json,
     );
-    let done = Arc::new(AtomicU64::new(0));
     let start_line = Arc::new(Barrier::new(config.writers + 1));
     let stats_before = store.stats();
     let threads: Vec<_> = (0..config.writers)
@@ -206,9 +219,9 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
                 records: per_writer,
                 batch,
                 durability: config.durability,
+                inflight: config.inflight.map(|n| n.div_ceil(config.writers).max(1)),
                 start_line: start_line.clone(),
                 bar: bar.clone(),
-                done: done.clone(),
             };
             std::thread::spawn(move || writer.run())
         })
@@ -255,9 +268,10 @@ struct Writer {
     records: u64,
     batch: u64,
     durability: Durability,
+    /// Pending appends this writer keeps in flight, if it does not block.
+    inflight: Option<usize>,
     start_line: Arc<Barrier>,
     bar: ProgressBar,
-    done: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -267,6 +281,9 @@ impl Writer {
         let pick =
             |i: u64| &self.payloads[((i as usize) * 7 + self.first_payload) % self.payloads.len()];
         self.start_line.wait();
+        if let Some(depth) = self.inflight {
+            return self.run_inflight(depth, latencies);
+        }
         let mut i = 0;
         while i < self.records {
             let t = Instant::now();
@@ -282,8 +299,47 @@ impl Writer {
             i += self.batch;
             if i % 4096 < self.batch {
                 self.bar.inc(4096.min(i));
-                self.done.fetch_add(self.batch, Ordering::Relaxed);
             }
+        }
+        Ok(latencies)
+    }
+
+    /// Keep `depth` durable appends in flight: append without waiting,
+    /// and wait for the oldest only when `depth` are pending. A record's
+    /// latency runs from its call until the writer sees it durable; the
+    /// writer looks after every append, so it sees it at most one append
+    /// late.
+    fn run_inflight(
+        self,
+        depth: usize,
+        mut latencies: Vec<u32>,
+    ) -> Result<Vec<u32>, lamplog::Error> {
+        let mut queue: VecDeque<(lamplog::Pending, Instant)> = VecDeque::with_capacity(depth);
+        let record = |latencies: &mut Vec<u32>, since: Instant| {
+            latencies.push(since.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+        };
+        for i in 0..self.records {
+            while queue.front().is_some_and(|(p, _)| p.is_done()) {
+                let (pending, since) = queue.pop_front().expect("checked");
+                pending.wait()?;
+                record(&mut latencies, since);
+            }
+            if queue.len() >= depth {
+                let (pending, since) = queue.pop_front().expect("depth >= 1");
+                pending.wait()?;
+                record(&mut latencies, since);
+            }
+            let since = Instant::now();
+            let payload =
+                &self.payloads[((i as usize) * 7 + self.first_payload) % self.payloads.len()];
+            queue.push_back((self.stream.append_pending(payload)?, since));
+            if (i + 1) % 4096 == 0 {
+                self.bar.inc(4096);
+            }
+        }
+        for (pending, since) in queue {
+            pending.wait()?;
+            record(&mut latencies, since);
         }
         Ok(latencies)
     }
@@ -339,8 +395,10 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
         // Several streams cost a sync each (or a syncfs), which the
         // ceiling does not model.
         let lockstep = config.durability == Durability::Sync && config.streams == 1;
-        let wake_round =
-            (lockstep && config.writers > 1).then(|| crate::wake::round(config.writers));
+        // In-flight rows compare with as many blocked threads as appends
+        // they keep in flight.
+        let blocked = config.inflight.unwrap_or(config.writers);
+        let wake_round = (lockstep && blocked > 1).then(|| crate::wake::round(blocked));
         let m = run_appends(config, settings, &root)?;
         print_row(
             &row(config, settings, &m, baseline_rate, wake_round),
@@ -352,7 +410,7 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
     }
     if !settings.json {
         println!(
-            "(x limit: against writers / t_fsync. x ceil: against writers / (t_fsync + the time to wake that many blocked threads, measured before the row), for one stream.)"
+            "(x limit: against writers / t_fsync. x ceil: against writers / (t_fsync + the time to wake that many blocked threads, measured before the row), for one stream. An inflight-N row counts N in place of writers: it keeps N durable appends in flight from 2 threads, and no thread blocks per append.)"
         );
     }
     if let (true, Some(root)) = (replay, last_buffered) {

@@ -18,6 +18,9 @@ pub(super) struct Row {
     backend: &'static str,
     sync_scope: &'static str,
     writers: usize,
+    /// Durable appends the writers kept in flight together, for an
+    /// in-flight row (`append_pending`).
+    inflight: Option<usize>,
     streams: usize,
     durability: &'static str,
     records: u64,
@@ -34,12 +37,15 @@ pub(super) struct Row {
     ratio_to_baseline: f64,
     group_commit_limit_per_s: Option<f64>,
     ratio_to_limit: Option<f64>,
-    /// Time to wake `writers` blocked threads once, measured in this run.
+    /// Time to wake `writers` blocked threads once (`inflight` for an
+    /// in-flight row), measured in this run.
     wake_round_us: Option<f64>,
     /// `writers / (t_fsync + wake round)`, for one stream: the most a group
     /// commit can do on this machine when each sync is followed by a round
     /// of wake-ups before the next (as when every appender waits for its
-    /// record to be durable and appends again at once).
+    /// record to be durable and appends again at once). For an in-flight
+    /// row, the ceiling of as many blocked writers as it keeps in flight,
+    /// which it is not bound by.
     lockstep_ceiling_per_s: Option<f64>,
     ratio_to_ceiling: Option<f64>,
     disk_bytes_per_payload_byte: Option<f64>,
@@ -79,10 +85,12 @@ pub(super) fn row(
     let records = m.latencies_ns.len() as u64;
     let payload_len = op(0, settings.record_bytes).len() as f64;
     let rate = records as f64 / m.seconds;
-    let limit = durable.then(|| config.writers as f64 / t_fsync);
+    // Records that can wait for one sync: one per blocked writer, or as
+    // many as are kept in flight.
+    let waiting = config.inflight.unwrap_or(config.writers) as f64;
+    let limit = durable.then(|| waiting / t_fsync);
     let round_s = wake_round.map_or(0.0, |r| r.as_secs_f64());
-    let ceiling =
-        (durable && config.streams == 1).then(|| config.writers as f64 / (t_fsync + round_s));
+    let ceiling = (durable && config.streams == 1).then(|| waiting / (t_fsync + round_s));
     let per_fsync = |x: f64| {
         if m.fsyncs == 0 {
             0.0
@@ -98,6 +106,7 @@ pub(super) fn row(
             _ => "files",
         },
         writers: config.writers,
+        inflight: config.inflight,
         streams: config.streams,
         durability: durability_name(config.durability),
         records,
