@@ -110,6 +110,13 @@ pub struct Options {
     pub io_backend: IoBackend,
     /// What a sync of many files at once writes back.
     pub sync_scope: SyncScope,
+    /// Write frames into a segment's preallocated space through a shared
+    /// writable memory map (a copy per write instead of a `pwrite`), on
+    /// ext4 and tmpfs; other filesystems always get `pwrite`. The bytes
+    /// are in the page cache once the copy ends, so a `Buffered` append
+    /// still survives a process kill. Turn it off to keep every write a
+    /// system call (docs/PERFORMANCE.md measures both).
+    pub mapped_writes: bool,
     /// Most segments whose map the store keeps for readers; the least
     /// recently used beyond it are unmapped and mapped again when next
     /// read. Every map counts against the kernel's `vm.max_map_count`
@@ -134,6 +141,7 @@ impl Default for Options {
             sync_interval_us: 100_000,
             io_backend: IoBackend::default(),
             sync_scope: SyncScope::Files,
+            mapped_writes: true,
             open_segments_max: 4096,
             recovery: RecoveryMode::Strict,
             read_only: false,
@@ -165,6 +173,7 @@ setters! {
     sync_interval_us: u64,
     io_backend: IoBackend,
     sync_scope: SyncScope,
+    mapped_writes: bool,
     open_segments_max: usize,
     recovery: RecoveryMode,
     read_only: bool,

@@ -165,12 +165,14 @@ impl Store {
     /// [`RecoveryMode::Repair`](crate::RecoveryMode::Repair). A second writer
     /// gets [`Error::Locked`].
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        Store::open_on(Arc::new(StdBackend), dir.as_ref(), opts)
+        let backend = StdBackend::default().mapped_writes(opts.mapped_writes);
+        Store::open_on(Arc::new(backend), dir.as_ref(), opts)
     }
 
     /// [`open`](Store::open) through another file backend: the simulated
     /// disk of [`testing`](crate::testing), or the real filesystem with
-    /// faults injected.
+    /// faults injected. `opts.mapped_writes` is the backend's to honour
+    /// ([`StdBackend::mapped_writes`](crate::testing::StdBackend::mapped_writes)).
     #[cfg(feature = "testing")]
     pub fn open_with(
         backend: Arc<dyn crate::testing::Backend>,

@@ -1,6 +1,7 @@
 //! Real processes killed with SIGKILL at random moments (mid-batch,
-//! mid-roll, mid-checkpoint): every acknowledged record survives, byte for
-//! byte, and appends go on. `LAMPLOG_KILLS=5000 cargo test --release --test
+//! mid-roll, mid-checkpoint, with pending appends in flight): every
+//! acknowledged record survives, byte for byte, buffered ones included
+//! (a kill is not a power cut), and appends go on. `LAMPLOG_KILLS=5000 cargo test --release --test
 //! kill` runs a longer campaign; CI runs the default 200.
 
 mod common;
@@ -28,7 +29,9 @@ fn body(i: u64) -> String {
 }
 
 /// The child: appends for ever, printing `<seq> <i>` for each record once it
-/// is acknowledged durable. Runs only when the parent sets `CHILD_ENV`.
+/// is acknowledged: durable for `Sync` and pending appends, written for
+/// `Buffered` ones, which a process kill must keep as well. Runs only when
+/// the parent sets `CHILD_ENV`.
 #[test]
 #[ignore = "run by kill_campaign in a child process"]
 fn kill_child() {
@@ -56,9 +59,22 @@ fn kill_child() {
             5 => {
                 stream.checkpoint(&format!("snap-{i}")).unwrap();
             }
-            // Buffered: never acknowledged as durable, may be lost.
+            // Buffered: written once `append` returns (through the
+            // segment's write map on ext4 and tmpfs), so a process kill
+            // keeps it, though a power cut might not.
             3 | 7 => {
-                stream.append(body(i), Durability::Buffered).unwrap();
+                let a = stream.append(body(i), Durability::Buffered).unwrap();
+                writeln!(out, "{} {i}", a.seq).unwrap();
+            }
+            // Pending appends, acknowledged once each is durable.
+            9 => {
+                let pending: Vec<_> = (0..4)
+                    .map(|k| (stream.append_pending(body(i * 10 + k)).unwrap(), k))
+                    .collect();
+                for (p, k) in pending {
+                    let a = p.wait().unwrap();
+                    writeln!(out, "{} {}", a.seq, i * 10 + k).unwrap();
+                }
             }
             _ => {
                 let a = stream.append(body(i), Durability::Sync).unwrap();

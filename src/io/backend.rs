@@ -154,11 +154,53 @@ pub(crate) fn replace_file(
 }
 
 /// The real filesystem through `std::fs`, `rustix` and `memmap2`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StdBackend;
+///
+/// `StdBackend::default()` writes a segment's frames through a shared
+/// writable map of its preallocated space where the filesystem allows it
+/// (see [`mapped_writes`](StdBackend::mapped_writes)).
+#[derive(Debug, Clone, Copy)]
+pub struct StdBackend {
+    mapped_writes: bool,
+}
+
+impl Default for StdBackend {
+    fn default() -> Self {
+        StdBackend {
+            mapped_writes: true,
+        }
+    }
+}
+
+impl StdBackend {
+    /// Whether writes into a file's preallocated space (what
+    /// [`BackendFile::allocate`] extended it by) are copies into a shared
+    /// writable map of it instead of a `pwrite` each: on ext4 and tmpfs
+    /// only, where storing into an allocated block never needs new space
+    /// (a copy-on-write filesystem could only refuse one with SIGBUS).
+    /// The bytes are the file's once the copy ends, as after a `pwrite`.
+    pub fn mapped_writes(self, on: bool) -> StdBackend {
+        StdBackend { mapped_writes: on }
+    }
+}
+
+/// Filesystems on which a store into a written or `fallocate`d block of a
+/// file never allocates: ext2/3/4 and tmpfs. (XFS would qualify but for
+/// reflinked extents, which copy on write.)
+fn overwrites_in_place(file: &File) -> bool {
+    const EXT4_SUPER_MAGIC: u64 = 0xEF53;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    rustix::fs::fstatfs(file)
+        .is_ok_and(|fs| matches!(fs.f_type as u64, EXT4_SUPER_MAGIC | TMPFS_MAGIC))
+}
 
 #[derive(Debug)]
-struct StdFile(File);
+struct StdFile {
+    file: File,
+    /// Whether `allocate` maps what it allocated, for `write_all_at`.
+    mapped_writes: bool,
+    /// A shared writable map of `[0, allocated)`, once `allocate` made one.
+    write_map: parking_lot::Mutex<Option<crate::io::sys::mmap::WriteMap>>,
+}
 
 #[derive(Debug)]
 struct FlockGuard(File);
@@ -207,7 +249,13 @@ impl Backend for StdBackend {
         if !file.metadata()?.is_file() {
             return Err(not_regular());
         }
-        Ok(Arc::new(StdFile(file)))
+        let mapped_writes =
+            self.mapped_writes && mode != OpenMode::Read && overwrites_in_place(&file);
+        Ok(Arc::new(StdFile {
+            file,
+            mapped_writes,
+            write_map: parking_lot::Mutex::new(None),
+        }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -245,23 +293,30 @@ impl Backend for StdBackend {
 
 impl BackendFile for StdFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
+        self.file.read_exact_at(buf, offset)
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
+        if let Some(map) = &*self.write_map.lock() {
+            if map.write(buf, offset) {
+                return Ok(());
+            }
+        }
+        self.file.write_all_at(buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        // No map may outlive the bytes it covers.
+        *self.write_map.lock() = None;
+        self.file.set_len(len)
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
@@ -276,12 +331,16 @@ impl BackendFile for StdFile {
             return Ok(());
         }
         // Reserve the space first (an early ENOSPC, contiguous blocks);
-        // filesystems without fallocate get the space from the writes.
+        // filesystems without fallocate get the space from the writes. A
+        // file to be mapped for writing gets all of `[0, len)` reserved:
+        // one copied sparsely may have holes below `current`, and a store
+        // into a hole of a full disk could only fail with SIGBUS.
+        let from = if self.mapped_writes { 0 } else { current };
         match rustix::fs::fallocate(
-            &self.0,
+            &self.file,
             rustix::fs::FallocateFlags::empty(),
-            current,
-            len - current,
+            from,
+            len - from,
         ) {
             Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => {}
             Err(e) => return Err(e.into()),
@@ -295,8 +354,15 @@ impl BackendFile for StdFile {
         let mut at = current;
         while at < len {
             let n = (len - at).min(ZEROS.len() as u64);
-            self.0.write_all_at(&ZEROS[..n as usize], at)?;
+            self.file.write_all_at(&ZEROS[..n as usize], at)?;
             at += n;
+        }
+        if self.mapped_writes {
+            // The whole file is allocated now: map it for the writes to
+            // come. A map that fails (address space, `vm.max_map_count`)
+            // only means writes go through `pwrite`.
+            let map = crate::io::sys::mmap::WriteMap::new(&self.file, len).ok();
+            *self.write_map.lock() = map;
         }
         Ok(())
     }
@@ -304,20 +370,20 @@ impl BackendFile for StdFile {
     #[cfg(feature = "io-uring")]
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
-        Some(self.0.as_raw_fd())
+        Some(self.file.as_raw_fd())
     }
 
     fn filesystem_id(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        self.0.metadata().ok().map(|m| m.dev())
+        self.file.metadata().ok().map(|m| m.dev())
     }
 
     fn sync_filesystem(&self) -> io::Result<()> {
-        Ok(rustix::fs::syncfs(&self.0)?)
+        Ok(rustix::fs::syncfs(&self.file)?)
     }
 
     fn map(&self, len: u64) -> io::Result<Bytes> {
-        crate::io::sys::mmap::map(&self.0, len)
+        crate::io::sys::mmap::map(&self.file, len)
     }
 }
 
@@ -329,7 +395,9 @@ mod tests {
     fn allocate_extends_with_zeros_and_keeps_what_is_there() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = StdBackend.open(&path, OpenMode::CreateNew).unwrap();
+        let file = StdBackend::default()
+            .open(&path, OpenMode::CreateNew)
+            .unwrap();
         file.write_all_at(b"head", 0).unwrap();
         // More than one pass of the zero buffer, not a multiple of it.
         let len = (3 << 20) + 5;
@@ -342,5 +410,46 @@ mod tests {
         // Never shrinks.
         file.allocate(10).unwrap();
         assert_eq!(file.len().unwrap(), len);
+    }
+
+    /// Writes through the map (inside what `allocate` extended the file
+    /// to), by `pwrite` (past it), and after a shrink all land in the file,
+    /// as another descriptor sees it.
+    #[test]
+    fn mapped_writes_are_the_files_bytes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        for mapped in [true, false] {
+            let _ = fs::remove_file(&path);
+            let backend = StdBackend::default().mapped_writes(mapped);
+            let file = backend.open(&path, OpenMode::CreateNew).unwrap();
+            file.allocate(64 << 10).unwrap();
+            file.write_all_at(b"inside", 100).unwrap();
+            // Straddling the end of the map: the map refuses it whole.
+            file.write_all_at(b"straddle", (64 << 10) - 4).unwrap();
+            file.write_all_at(b"past", 70 << 10).unwrap();
+            // On ext4 and tmpfs the file is mapped while it is written.
+            let maps = fs::read_to_string("/proc/self/maps").unwrap();
+            let in_place = overwrites_in_place(&File::open(&path).unwrap());
+            assert_eq!(
+                maps.contains(path.to_str().unwrap()),
+                mapped && in_place,
+                "mapped {mapped}, in place {in_place}"
+            );
+            let other = fs::read(&path).unwrap();
+            assert_eq!(&other[100..106], b"inside", "mapped {mapped}");
+            assert_eq!(&other[(64 << 10) - 4..(64 << 10) + 4], b"straddle");
+            assert_eq!(&other[70 << 10..(70 << 10) + 4], b"past");
+            // A shrink drops the map; writes go on, then map again.
+            file.set_len(200).unwrap();
+            file.write_all_at(b"after", 150).unwrap();
+            file.allocate(32 << 10).unwrap();
+            file.write_all_at(b"again", 300).unwrap();
+            let other = fs::read(&path).unwrap();
+            assert_eq!(other.len(), 32 << 10);
+            assert_eq!(&other[150..155], b"after");
+            assert_eq!(&other[300..305], b"again");
+            assert!(other[200..300].iter().all(|&b| b == 0));
+        }
     }
 }

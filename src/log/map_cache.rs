@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_views_are_dropped_beyond_the_bound() {
-        let cache = MapCache::new(Arc::new(crate::io::backend::StdBackend), 3);
+        let cache = MapCache::new(Arc::new(crate::io::backend::StdBackend::default()), 3);
         let views: Vec<_> = (0..3).map(|_| mapped(&cache)).collect();
         cache.touch(&views[0]);
         let fourth = mapped(&cache);

@@ -54,7 +54,7 @@ impl Disk {
 
     fn backend(&self) -> Arc<dyn Backend> {
         match self {
-            Disk::Real(_) => Arc::new(StdBackend),
+            Disk::Real(_) => Arc::new(StdBackend::default()),
             Disk::Sim(disk) => Arc::new(disk.clone()),
         }
     }

@@ -59,10 +59,10 @@ impl Backend for HookedBackend {
         if let Some(hook) = &self.0.create_dir_all {
             hook(path);
         }
-        StdBackend.create_dir_all(path)
+        StdBackend::default().create_dir_all(path)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let mut names = StdBackend.list_dir(path)?;
+        let mut names = StdBackend::default().list_dir(path)?;
         if let Some(hook) = &self.0.list_dir {
             hook(path, &mut names);
         }
@@ -71,27 +71,27 @@ impl Backend for HookedBackend {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn BackendFile>> {
         Ok(Arc::new(HookedFile {
             path: path.to_path_buf(),
-            inner: StdBackend.open(path, mode)?,
+            inner: StdBackend::default().open(path, mode)?,
             hooks: self.0.clone(),
         }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdBackend.rename(from, to)
+        StdBackend::default().rename(from, to)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        StdBackend.remove_file(path)
+        StdBackend::default().remove_file(path)
     }
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        StdBackend.remove_dir(path)
+        StdBackend::default().remove_dir(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         if self.0.skip_syncs {
             return Ok(());
         }
-        StdBackend.sync_dir(path)
+        StdBackend::default().sync_dir(path)
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
-        StdBackend.try_lock(path)
+        StdBackend::default().try_lock(path)
     }
 }
 

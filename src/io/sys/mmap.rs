@@ -40,3 +40,57 @@ pub(crate) fn map(file: &File, len: u64) -> io::Result<Bytes> {
     let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
     Ok(Bytes::from_owner(map))
 }
+
+/// A shared writable map of a file's first `len` bytes: the writer's way to
+/// put frames into the page cache with a copy instead of a `pwrite` each.
+/// The bytes are the file's the moment the copy ends (a process kill
+/// keeps them; `fdatasync` writes them back like any dirty page).
+#[derive(Debug)]
+pub(crate) struct WriteMap(memmap2::MmapRaw);
+
+impl WriteMap {
+    /// Map `[0, len)` of `file`, which must be open for writing and hold
+    /// `len` bytes whose blocks are allocated (written, or reserved by
+    /// `fallocate`): a store into a page then never needs the filesystem
+    /// to find space, which it could only refuse with SIGBUS.
+    pub(crate) fn new(file: &File, len: u64) -> io::Result<WriteMap> {
+        Ok(WriteMap(
+            memmap2::MmapOptions::new()
+                .len(usize::try_from(len).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "map larger than memory")
+                })?)
+                .map_raw(file)?,
+        ))
+    }
+
+    /// Copy `buf` to `offset`, if the map covers all of it; `false` (and
+    /// nothing written) if it does not.
+    pub(crate) fn write(&self, buf: &[u8], offset: u64) -> bool {
+        let Some(end) = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(buf.len()))
+        else {
+            return false;
+        };
+        if buf.is_empty() || end > self.0.len() {
+            return false;
+        }
+        // SAFETY: `[offset, end)` lies inside the map (checked above), which
+        // lives as long as `self`, and `buf` cannot overlap it: `buf` is a
+        // Rust slice, and lamplog never hands out a reference into a write
+        // map. The map's pages are backed by allocated blocks of a file at
+        // least `len` long (`new`'s contract; the file only shrinks through
+        // `StdFile::set_len`, which drops the map first), so the stores do
+        // not fault with SIGBUS. Readers' maps (`map` above) never cover
+        // these bytes: the writer writes only past a segment's published
+        // end, which is all a reader maps.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                buf.as_ptr(),
+                self.0.as_mut_ptr().add(end - buf.len()),
+                buf.len(),
+            );
+        }
+        true
+    }
+}
