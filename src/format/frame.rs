@@ -217,7 +217,7 @@ fn checksum(salt: u32, header: &[u8], payload: &[u8]) -> u32 {
 pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: u32) -> u32 {
     let len = u32::try_from(payload.len())
         .expect("payload length is bounded by PAYLOAD_LEN_LIMIT < 4 GiB");
-    let mut header = FrameHeader {
+    let header = FrameHeader {
         len: len.into(),
         crc: 0.into(),
         seq: meta.seq.into(),
@@ -229,10 +229,17 @@ pub(crate) fn encode(out: &mut Vec<u8>, meta: &FrameMeta, payload: &[u8], salt: 
         flags: if meta.continues { FLAG_CONTINUES } else { 0 },
         reserved: 0.into(),
     };
-    let crc = checksum(salt, header.as_bytes(), payload);
-    header.crc = crc.into();
+    // Checksummed where it lands, so that the header's tail and the
+    // payload are one contiguous run for the CRC.
+    let start = out.len();
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(payload);
+    let frame = &out[start..];
+    let mut hasher = crc32fast::Hasher::new_with_initial(salt);
+    hasher.update(&frame[..LEN_END]);
+    hasher.update(&frame[CRC_END..]);
+    let crc = hasher.finalize();
+    out[start + LEN_END..start + CRC_END].copy_from_slice(&crc.to_le_bytes());
     crc
 }
 

@@ -338,9 +338,11 @@ impl StreamLog {
     /// (found by the loom model `a_sync_racing_a_buffered_write_never_waits_for_the_timer`).
     fn flush(self: &Arc<Self>, inline: bool) {
         let mut wrote = false;
+        let mut written = Vec::new();
         loop {
             let (chunks, sync_wanted) = {
                 let mut state = self.encoder.lock();
+                state.encoder.recycle(std::mem::take(&mut written));
                 let sync_wanted = wrote
                     && self.sync_wanted.load(Ordering::Acquire)
                         > self.durable.load(Ordering::Acquire);
@@ -361,16 +363,17 @@ impl StreamLog {
             if chunks.is_empty() {
                 return;
             }
-            if !self.write_chunks(chunks) {
+            if !self.write_chunks(&chunks) {
                 return;
             }
+            written = chunks;
             wrote = true;
         }
     }
 
     /// Write encoded chunks in order; on a failure, poison and drop what is
     /// queued (`false`).
-    fn write_chunks(&self, chunks: Vec<Chunk>) -> bool {
+    fn write_chunks(&self, chunks: &[Chunk]) -> bool {
         let mut io = self.io.lock();
         for chunk in chunks {
             let counters = &self.syncer.counters;

@@ -32,9 +32,16 @@ pub(crate) struct Encoder {
     /// How far the log is known to be on disk.
     durable: Pos,
     pending: Vec<Chunk>,
+    /// Buffers of a written chunk, for the next one: no allocation per
+    /// append when one appender writes its own records.
+    spare_bytes: Vec<u8>,
+    spare_frames: Vec<FrameInfo>,
     /// Whether the last frame is a commit marker.
     marked: bool,
 }
+
+/// Chunk buffers larger than this are freed after their write, not kept.
+const SPARE_BYTES_MAX: usize = 1 << 20;
 
 impl Encoder {
     /// Continue after the last record of `active`, all of which is durable.
@@ -48,6 +55,8 @@ impl Encoder {
             tip,
             durable: tip.end,
             pending: Vec::new(),
+            spare_bytes: Vec::new(),
+            spare_frames: Vec::new(),
             marked: false,
         }
     }
@@ -69,6 +78,24 @@ impl Encoder {
         std::mem::take(&mut self.pending)
     }
 
+    /// Take back the buffers of chunks that were written, for the next
+    /// chunks to fill.
+    pub fn recycle(&mut self, mut written: Vec<Chunk>) {
+        if let Some(chunk) = written.pop() {
+            let (mut bytes, mut frames) = (chunk.bytes, chunk.frames);
+            if bytes.capacity() <= SPARE_BYTES_MAX {
+                bytes.clear();
+                self.spare_bytes = bytes;
+            }
+            frames.clear();
+            self.spare_frames = frames;
+        }
+        if self.pending.is_empty() {
+            written.clear();
+            self.pending = written;
+        }
+    }
+
     /// Frames encoded but not yet taken for writing are dropped (their
     /// write failed); later appends must not chain to them.
     pub fn discard_pending(&mut self) {
@@ -83,7 +110,9 @@ impl Encoder {
     /// Frame a record of `kind` with a Lamport after both this stream's
     /// clock and `observed` (0 when the record observed nothing).
     pub fn encode(&mut self, kind: Kind, payload: &[u8], observed: u64) -> Result<Appended> {
-        Ok(self.encode_records(kind, &[(payload, observed)])?[0])
+        let mut last = None;
+        self.encode_records(kind, &[(payload, observed)], |a| last = Some(a))?;
+        Ok(last.expect("one record was framed"))
     }
 
     /// Frame records as one atomic batch: contiguous seqs, in one segment,
@@ -93,7 +122,9 @@ impl Encoder {
     /// Nothing is framed if the batch cannot fit in one segment or a
     /// Lamport would pass [`LAMPORT_MAX`].
     pub fn encode_batch(&mut self, records: &[(&[u8], u64)]) -> Result<Vec<Appended>> {
-        self.encode_records(Kind::Data, records)
+        let mut appended = Vec::with_capacity(records.len());
+        self.encode_records(Kind::Data, records, |a| appended.push(a))?;
+        Ok(appended)
     }
 
     /// The seq and Lamport the next record would get, having observed `observed`.
@@ -102,7 +133,13 @@ impl Encoder {
         Ok((self.tip.last_seq + 1, lamport))
     }
 
-    fn encode_records(&mut self, kind: Kind, records: &[(&[u8], u64)]) -> Result<Vec<Appended>> {
+    /// Frame `records`, handing each one's stamp to `appended`.
+    fn encode_records(
+        &mut self,
+        kind: Kind,
+        records: &[(&[u8], u64)],
+        mut appended: impl FnMut(Appended),
+    ) -> Result<()> {
         let bytes: u64 = records
             .iter()
             .map(|(p, _)| frame::frame_len(p.len()) as u64)
@@ -121,7 +158,6 @@ impl Encoder {
         if self.tip.end + bytes > self.limits.segment_bytes_max {
             self.roll(self.tip.last_seq + 1, self.tip.last_lamport + 1);
         }
-        let mut appended = Vec::with_capacity(records.len());
         // One clock reading per batch: its records are appended together.
         let ts_us = now_us();
         for (i, &(payload, observed)) in records.iter().enumerate() {
@@ -138,9 +174,9 @@ impl Encoder {
                 indexable: i == 0,
             };
             self.push(new, payload);
-            appended.push(Appended { seq, lamport });
+            appended(Appended { seq, lamport });
         }
-        Ok(appended)
+        Ok(())
     }
 
     /// Frame a commit marker if one is useful and fits: after at least one
@@ -241,8 +277,8 @@ impl Encoder {
                 roll: None,
                 base,
                 offset,
-                bytes: Vec::new(),
-                frames: Vec::new(),
+                bytes: std::mem::take(&mut self.spare_bytes),
+                frames: std::mem::take(&mut self.spare_frames),
                 tip: self.tip,
             });
         }

@@ -108,9 +108,9 @@ impl SegmentIo {
     /// Write a chunk (creating its segment first if it rolls), then publish
     /// it to readers. Returns, for a roll, the position and seq that the
     /// roll made durable (everything before the new segment).
-    pub fn write(&mut self, chunk: Chunk) -> Result<Option<(Pos, u64)>> {
-        let rolled = match chunk.roll {
-            Some(header) => Some(self.roll(header)?),
+    pub fn write(&mut self, chunk: &Chunk) -> Result<Option<(Pos, u64)>> {
+        let rolled = match &chunk.roll {
+            Some(header) => Some(self.roll(header.clone())?),
             None => None,
         };
         debug_assert_eq!(

@@ -82,7 +82,7 @@ pub(super) fn row(
 ) -> Row {
     let t_fsync = 1.0 / baseline_rate;
     let durable = config.durability == Durability::Sync;
-    let records = m.latencies_ns.len() as u64;
+    let records = m.records;
     let payload_len = op(0, settings.record_bytes).len() as f64;
     let rate = records as f64 / m.seconds;
     // Records that can wait for one sync: one per blocked writer, or as
