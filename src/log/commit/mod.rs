@@ -297,6 +297,7 @@ impl StreamLog {
             })
         });
         self.closed.store(true, Ordering::Release);
+        self.io.lock().write_index_entries();
         self.written_changed.notify_all();
         self.durable_changed.notify_all();
         match result {

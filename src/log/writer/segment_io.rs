@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{io_err, Result};
-use crate::format::index::{self, Seal, INDEX_HEADER_LEN};
+use crate::format::index::{self, Seal, INDEX_ENTRY_LEN, INDEX_HEADER_LEN};
 use crate::format::segment::{
     index_file_name, segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN,
 };
@@ -22,6 +22,12 @@ use crate::log::writer::{Chunk, Pos, WriterLimits};
 /// those pauses.
 const GROW_STEP_MIN: u64 = 16 << 10;
 const GROW_STEP_MAX: u64 = 1 << 20;
+/// Index entries are written to the index file this many at a time (and
+/// all at a roll, and when the writer closes): one write per 32 KiB of log
+/// by default instead of one per 4 KiB. A crash can lose the unwritten
+/// ones, so recovery of the tail scans at most this many index intervals
+/// more.
+const INDEX_ENTRIES_PER_WRITE: usize = 8;
 /// A step is this fraction of what is allocated, so that preallocated but
 /// unused space stays below a quarter of a segment (small streams too).
 const GROW_FRACTION: u64 = 4;
@@ -37,6 +43,8 @@ pub(crate) struct SegmentIo {
     file: Arc<dyn BackendFile>,
     index_file: Option<Arc<dyn BackendFile>>,
     index_len: u64,
+    /// Index entries not yet written to the index file.
+    index_unwritten: Vec<u8>,
     allocated: u64,
     /// The last record written (and published to readers).
     written: Published,
@@ -77,6 +85,7 @@ impl SegmentIo {
             segments,
             index_len: index_bytes.len() as u64,
             index_file,
+            index_unwritten: Vec::new(),
             written: active.published(),
             active,
             file,
@@ -130,8 +139,12 @@ impl SegmentIo {
                     .write()
                     .observe(f.seq, f.lamport, f.ts_us, f.offset, f.indexable);
             if let Some(entry) = entry {
-                self.write_index_bytes(&index::encode_entry(&entry, salt));
+                self.index_unwritten
+                    .extend_from_slice(&index::encode_entry(&entry, salt));
             }
+        }
+        if self.index_unwritten.len() >= INDEX_ENTRIES_PER_WRITE * INDEX_ENTRY_LEN {
+            self.write_index_entries();
         }
         self.written = chunk.tip;
         self.active.publish(chunk.tip);
@@ -168,15 +181,22 @@ impl SegmentIo {
         Ok(())
     }
 
-    /// Best effort: the index is derived data, so a failed index write only
-    /// means recovery rebuilds it from the segment.
-    fn write_index_bytes(&mut self, bytes: &[u8]) {
+    /// Write the index entries gathered so far (the writer closes). Best effort: the index is
+    /// derived data, so a failed index write only means recovery rebuilds
+    /// it from the segment.
+    pub fn write_index_entries(&mut self) {
+        let bytes = std::mem::take(&mut self.index_unwritten);
+        if bytes.is_empty() {
+            return;
+        }
         let Some(file) = &self.index_file else { return };
-        if file.write_all_at(bytes, self.index_len).is_ok() {
+        if file.write_all_at(&bytes, self.index_len).is_ok() {
             self.index_len += bytes.len() as u64;
         } else {
             self.index_file = None;
         }
+        self.index_unwritten = bytes;
+        self.index_unwritten.clear();
     }
 
     /// Seal the active segment and create the next one.
@@ -192,7 +212,9 @@ impl SegmentIo {
             ts_us_max: self.active.index.read().ts_us_max(),
             end: self.written.end,
         };
-        self.write_index_bytes(&index::encode_seal(&seal, self.active.header.salt));
+        self.index_unwritten
+            .extend_from_slice(&index::encode_seal(&seal, self.active.header.salt));
+        self.write_index_entries();
         // List the next segment before sealing this one, so that a sealed
         // segment always has a successor. (Readers do not depend on the
         // order: they stop at `last_seq`, which advances only once the next
@@ -211,6 +233,12 @@ impl SegmentIo {
         self.written = next.published();
         self.active = next;
         Ok(durable)
+    }
+}
+
+impl Drop for SegmentIo {
+    fn drop(&mut self) {
+        self.write_index_entries();
     }
 }
 
