@@ -6,7 +6,9 @@
 use crate::error::{CorruptionKind, Result};
 use crate::format::segment::SEGMENT_HEADER_LEN;
 use crate::log::index::SparseIndex;
+use crate::log::parallel::map_in_order;
 use crate::log::scan::{chain_break, scan_to_stop, Cursor};
+use crate::log::segment::{Published, Segment};
 use crate::store::Store;
 use crate::stream::Stream;
 
@@ -25,37 +27,61 @@ pub struct Verified {
     pub lost_seqs: u64,
 }
 
+/// What a check of one segment found: its records, and the state the next
+/// segment must chain to.
+struct Checked {
+    records: u64,
+    lost: u64,
+    bytes: u64,
+    end: Published,
+}
+
+/// Check every frame of `segment`: checksums, the CRC chain, seqs,
+/// Lamports and batches inside it.
+fn check_segment(segment: &Segment) -> Result<Checked> {
+    let h = &segment.header;
+    let end = segment.end();
+    let bytes = segment.bytes(end)?;
+    let header = crate::format::segment::SegmentHeader::decode(&bytes).ok();
+    if header.as_ref() != Some(h) {
+        return Err(segment.corruption(0, CorruptionKind::BadHeader("changed since open")));
+    }
+    let mut scratch = SparseIndex::new(u64::MAX);
+    let stop = scan_to_stop(&bytes, end, h.salt, Cursor::at_header(h), &mut scratch);
+    // Damage is reported where it is, not at the start of its batch.
+    let damaged_at = stop.at.offset;
+    let (c, problem) = stop.rolled_back(&mut scratch);
+    if let Some(kind) = problem {
+        return Err(segment.corruption(damaged_at, kind));
+    }
+    Ok(Checked {
+        records: c.next_seq - h.first_seq - c.lost,
+        lost: c.lost,
+        bytes: end - SEGMENT_HEADER_LEN as u64,
+        end: c.published(h),
+    })
+}
+
 impl Stream {
-    /// Re-check every byte of every segment of the live log. Damage is
+    /// Re-check every byte of every segment of the live log, the segments
+    /// shared among the machine's cores. Damage is
     /// [`Error::Corruption`](crate::Error::Corruption) naming the segment
-    /// and byte offset.
+    /// and byte offset (the first damage in log order).
     pub fn verify(&self) -> Result<Verified> {
+        let segments = self.segments().all();
+        let checked = map_in_order(&segments, |s| check_segment(s));
         let mut report = Verified::default();
-        let mut prev = None;
-        for segment in self.segments().all() {
-            let h = &segment.header;
-            if let Some(kind) = prev.as_ref().and_then(|p| chain_break(p, h)) {
+        let mut prev: Option<Published> = None;
+        for (segment, checked) in segments.iter().zip(checked) {
+            if let Some(kind) = prev.as_ref().and_then(|p| chain_break(p, &segment.header)) {
                 return Err(segment.corruption(0, kind));
             }
-            let end = segment.end();
-            let bytes = segment.bytes(end)?;
-            let header = crate::format::segment::SegmentHeader::decode(&bytes).ok();
-            if header.as_ref() != Some(h) {
-                return Err(segment.corruption(0, CorruptionKind::BadHeader("changed since open")));
-            }
-            let mut scratch = SparseIndex::new(u64::MAX);
-            let stop = scan_to_stop(&bytes, end, h.salt, Cursor::at_header(h), &mut scratch);
-            // Damage is reported where it is, not at the start of its batch.
-            let damaged_at = stop.at.offset;
-            let (c, problem) = stop.rolled_back(&mut scratch);
-            if let Some(kind) = problem {
-                return Err(segment.corruption(damaged_at, kind));
-            }
+            let c = checked?;
             report.segments += 1;
-            report.records += c.next_seq - h.first_seq - c.lost;
+            report.records += c.records;
             report.lost_seqs += c.lost;
-            report.bytes += end - SEGMENT_HEADER_LEN as u64;
-            prev = Some(c.published(h));
+            report.bytes += c.bytes;
+            prev = Some(c.end);
         }
         Ok(report)
     }
