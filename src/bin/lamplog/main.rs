@@ -224,6 +224,15 @@ struct BenchArgs {
     /// the whole filesystem (one syncfs for 4 or more files).
     #[arg(long, value_enum, default_value_t = ScopeArg::Files)]
     sync_scope: ScopeArg,
+    /// Write every frame with pwrite, not through a map of the segment
+    /// (`Options::mapped_writes(false)`).
+    #[arg(long)]
+    no_mapped_writes: bool,
+    /// Run a neighbour writing this many MB/s into a file beside the store
+    /// (buffered writes, never synced), as a busy process on the same
+    /// filesystem would.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    neighbour_mb_s: Option<u32>,
     /// Print one JSON object per configuration instead of a table.
     #[arg(long)]
     json: bool,
@@ -358,7 +367,9 @@ fn bench_command(args: BenchArgs) -> Result<(), Failure> {
         || args.streams.is_some()
         || args.records.is_some()
         || args.durability.is_some()
-        || args.inflight.is_some();
+        || args.inflight.is_some()
+        || args.no_mapped_writes
+        || args.neighbour_mb_s.is_some();
     if !custom {
         return bench::run(&bench::default_matrix(), &settings, true);
     }
@@ -375,14 +386,13 @@ fn bench_command(args: BenchArgs) -> Result<(), Failure> {
         });
     }
     let config = bench::Config {
-        name: "custom".into(),
-        writers,
         streams: args.streams.unwrap_or(1).clamp(1, writers),
-        records: args.records.unwrap_or(20_000),
         durability,
         batch: args.batch.max(1),
-        sync_scope: None,
         inflight,
+        mapped_writes: !args.no_mapped_writes,
+        neighbour_mb_s: args.neighbour_mb_s,
+        ..bench::Config::durable("custom", writers, 1, args.records.unwrap_or(20_000))
     };
     bench::run(&[config], &settings, durability == Durability::Buffered)
 }

@@ -15,6 +15,7 @@ use lamplog::{Durability, IoBackend, Options, Store};
 use crate::Failure;
 use report::{print_header, print_replay, print_row, row};
 
+mod neighbour;
 mod report;
 
 /// One configuration to measure.
@@ -32,6 +33,30 @@ pub struct Config {
     /// Durable appends kept in flight in total by the writers, with
     /// `append_pending`, instead of one blocking `append` each.
     pub inflight: Option<usize>,
+    /// `Options::mapped_writes`.
+    pub mapped_writes: bool,
+    /// A neighbour writing this many MB/s into another file of the same
+    /// filesystem (buffered, never synced) while the row runs.
+    pub neighbour_mb_s: Option<u32>,
+}
+
+impl Config {
+    /// `records` durable appends by `writers` threads over `streams`
+    /// streams, with the defaults for everything else.
+    pub fn durable(name: &str, writers: usize, streams: usize, records: u64) -> Config {
+        Config {
+            name: name.into(),
+            writers,
+            streams,
+            records,
+            durability: Durability::Sync,
+            batch: 1,
+            sync_scope: None,
+            inflight: None,
+            mapped_writes: true,
+            neighbour_mb_s: None,
+        }
+    }
 }
 
 /// Settings shared by every configuration of a run.
@@ -45,23 +70,26 @@ pub struct Settings {
 }
 
 /// The default matrix: durable appends at 1, 16, 64 and 256 writers on one
-/// stream, 100 streams with a writer each, buffered ingest by one thread,
-/// and replay of what that wrote.
+/// stream, and with 64 to 1,024 in flight from 2 threads; 100 streams with
+/// a writer each, alone and beside a writing neighbour; buffered ingest by
+/// one thread (with and without mapped writes), and replay of what that
+/// wrote.
 pub fn default_matrix() -> Vec<Config> {
-    let durable = |name: &str, writers, streams, records| Config {
-        name: name.into(),
-        writers,
-        streams,
-        records,
-        durability: Durability::Sync,
-        batch: 1,
-        sync_scope: None,
-        inflight: None,
-    };
+    let durable = Config::durable;
     // Two threads keeping this many durable appends in flight.
     let inflight = |depth: usize, records| Config {
         inflight: Some(depth),
         ..durable(&format!("inflight-{depth}"), 2, 1, records)
+    };
+    let syncfs = Some(lamplog::SyncScope::Filesystem);
+    // A neighbour writing 1 GB/s into the page cache (docs/PERFORMANCE.md
+    // also measures an unthrottled one, beside which syncfs stalls for
+    // seconds).
+    let neighbour = Some(1000);
+    let buffered = |name: &str, records, batch| Config {
+        durability: Durability::Buffered,
+        batch,
+        ..durable(name, 1, 1, records)
     };
     vec![
         durable("sync-1w", 1, 1, 3_000),
@@ -75,29 +103,25 @@ pub fn default_matrix() -> Vec<Config> {
         // The same with one syncfs per batch: faster, but it writes back the
         // whole filesystem (docs/PERFORMANCE.md, "Sync scope").
         Config {
-            sync_scope: Some(lamplog::SyncScope::Filesystem),
+            sync_scope: syncfs,
             ..durable("sync-100streams-syncfs", 100, 100, 60_000)
         },
         Config {
-            name: "buffered-1w".into(),
-            writers: 1,
-            streams: 1,
-            records: 500_000,
-            durability: Durability::Buffered,
-            batch: 1,
-            sync_scope: None,
-            inflight: None,
+            neighbour_mb_s: neighbour,
+            ..durable("sync-100streams-nbr", 100, 100, 10_000)
         },
         Config {
-            name: "buffered-1w-b1000".into(),
-            writers: 1,
-            streams: 1,
-            records: 2_000_000,
-            durability: Durability::Buffered,
-            batch: 1000,
-            sync_scope: None,
-            inflight: None,
+            sync_scope: syncfs,
+            neighbour_mb_s: neighbour,
+            ..durable("sync-100streams-syncfs-nbr", 100, 100, 10_000)
         },
+        // Every write a pwrite, for comparison with the default below.
+        Config {
+            mapped_writes: false,
+            ..buffered("buffered-1w-pwrite", 1_000_000, 1)
+        },
+        buffered("buffered-1w", 2_000_000, 1),
+        buffered("buffered-1w-b1000", 4_000_000, 1000),
     ]
 }
 
@@ -194,6 +218,7 @@ struct Measured {
 fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Measured, Failure> {
     let opts = Options::default()
         .io_backend(settings.backend)
+        .mapped_writes(config.mapped_writes)
         .sync_scope(config.sync_scope.unwrap_or(settings.sync_scope));
     let store = Store::open(root, opts)?;
     if let Some(note) = &store.stats().io_fallback {
@@ -229,6 +254,13 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
             std::thread::spawn(move || writer.run())
         })
         .collect();
+    let neighbour = match config.neighbour_mb_s {
+        Some(mb_s) => Some(neighbour::Neighbour::start(
+            &root.with_extension("neighbour"),
+            mb_s,
+        )?),
+        None => None,
+    };
     sync_all();
     start_line.wait();
     let start = Instant::now();
@@ -240,6 +272,7 @@ fn run_appends(config: &Config, settings: &Settings, root: &Path) -> Result<Meas
         })??);
     }
     let seconds = start.elapsed().as_secs_f64();
+    drop(neighbour);
     bar.finish_and_clear();
     let stats = store.stats();
     let (fsyncs, fsync_us) = (

@@ -54,7 +54,7 @@ pub(super) struct Row {
 pub(super) fn print_header(baseline_rate: f64) {
     println!("baseline: one writer, pwrite + fdatasync per record: {baseline_rate:.0} records/s ({:.0} us per record)\n", 1e6 / baseline_rate);
     println!(
-        "{:<18} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "{:<27} {:>12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "config",
         "records/s",
         "MB/s",
@@ -140,7 +140,7 @@ pub(super) fn print_replay(root: &Path, json: bool) -> Result<(), Failure> {
         println!("{row}");
     } else {
         println!(
-            "{:<18} {:>12.0} {:>8.0}   ({:.2} GB/s of frames, CRC-verified through mmap)",
+            "{:<27} {:>12.0} {:>8.0}   ({:.2} GB/s of frames, CRC-verified through mmap)",
             "replay",
             records as f64 / seconds,
             bytes as f64 / seconds / 1e6,
@@ -166,7 +166,7 @@ pub(super) fn print_row(row: &Row, json: bool) -> Result<(), Failure> {
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     writeln!(
         out,
-        "{:<18} {:>12.0} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9.1} {:>8.0} {:>9.2} {:>9} {:>8} {:>8}",
+        "{:<27} {:>12.0} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9.1} {:>8.0} {:>9.2} {:>9} {:>8} {:>8}",
         row.name,
         row.records_per_s,
         row.mb_per_s,
