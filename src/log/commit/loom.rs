@@ -284,3 +284,29 @@ fn a_due_sweep_syncs_every_dirty_stream_whatever_else_is_queued() {
         drop(syncer);
     });
 }
+
+/// A pending append awaited as a future, racing a blocking `Sync` append:
+/// the sync machinery wakes the awaiting task (loom's `block_on` parks the
+/// thread until its waker fires, so a lost wake-up is a deadlock the model
+/// reports), and the future completes only once its record is durable.
+#[test]
+fn an_awaited_pending_append_is_woken_once_durable() {
+    model(|| {
+        let (disk, log, syncer) = stream();
+        let blocking = {
+            let log = log.clone();
+            loom::thread::spawn(move || log.append(PAYLOAD, 0, true).expect("no fault").seq)
+        };
+        let pending = log.append_pending(PAYLOAD, 0).expect("no fault injected");
+        let appended = loom::future::block_on(pending).expect("no fault injected");
+        assert!(
+            durable_through(&disk, "s", record_end(appended.seq)),
+            "pending seq {} completed before it was durable",
+            appended.seq
+        );
+        let other = blocking.join().unwrap();
+        assert_eq!(appended.seq + other, 3);
+        drop(log);
+        drop(syncer);
+    });
+}
