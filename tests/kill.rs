@@ -16,16 +16,21 @@ use common::*;
 use lamplog::{Durability, Options, RecoveryMode, Store};
 
 const CHILD_ENV: &str = "LAMPLOG_KILL_CHILD_DIR";
+/// The segment size the child and the parent use (default 8 KiB).
+const SEGMENT_ENV: &str = "LAMPLOG_KILL_SEGMENT_BYTES";
 
-fn opts() -> Options {
+fn opts(segment_bytes: u64) -> Options {
     Options::default()
-        .segment_bytes_max(8 << 10)
+        .segment_bytes_max(segment_bytes)
         .record_bytes_max(2 << 10)
         .index_interval_bytes(512)
 }
 
+/// The payload of record `i`: up to 50 bytes of padding, or up to 1,050
+/// for one in seven (so that bulk writes fill large segments quickly).
 fn body(i: u64) -> String {
-    format!(r#"{{"i":{i},"pad":"{}"}}"#, "p".repeat((i % 50) as usize))
+    let pad = (i % 50) as usize + if i % 7 == 0 { 1000 } else { 0 };
+    format!(r#"{{"i":{i},"pad":"{}"}}"#, "p".repeat(pad))
 }
 
 /// The child: appends for ever, printing `<seq> <i>` for each record once it
@@ -38,7 +43,12 @@ fn kill_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let store = Store::open(&dir, opts()).unwrap();
+    let segment_bytes = std::env::var(SEGMENT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("the parent sets the segment size");
+    let bulk = segment_bytes >= 1 << 20;
+    let store = Store::open(&dir, opts(segment_bytes)).unwrap();
     let stream = store.stream("s").unwrap();
     let mut i = stream.last_seq() * 1000 + 1_000_000 * std::process::id() as u64;
     use std::io::Write;
@@ -62,9 +72,19 @@ fn kill_child() {
             // Buffered: written once `append` returns (through the
             // segment's write map on ext4 and tmpfs), so a process kill
             // keeps it, though a power cut might not.
-            3 | 7 => {
+            3 | 7 if !bulk => {
                 let a = stream.append(body(i), Durability::Buffered).unwrap();
                 writeln!(out, "{} {i}", a.seq).unwrap();
+            }
+            // With large segments, buffered batches of 100: the segment
+            // grows by steps a helper thread writes ahead of the records.
+            3 | 7 => {
+                let acks = stream
+                    .append_batch((0..100).map(|k| body(i * 1000 + k)), Durability::Buffered)
+                    .unwrap();
+                for (k, a) in acks.iter().enumerate() {
+                    writeln!(out, "{} {}", a.seq, i * 1000 + k as u64).unwrap();
+                }
             }
             // Pending appends, acknowledged once each is durable.
             9 => {
@@ -85,7 +105,7 @@ fn kill_child() {
     }
 }
 
-fn run_child_and_kill(dir: &Path, after: Duration) -> Vec<(u64, u64)> {
+fn run_child_and_kill(dir: &Path, after: Duration, segment_bytes: u64) -> Vec<(u64, u64)> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -96,6 +116,7 @@ fn run_child_and_kill(dir: &Path, after: Duration) -> Vec<(u64, u64)> {
             "-q",
         ])
         .env(CHILD_ENV, dir)
+        .env(SEGMENT_ENV, segment_bytes.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -119,6 +140,21 @@ fn run_child_and_kill(dir: &Path, after: Duration) -> Vec<(u64, u64)> {
 
 #[test]
 fn kill_campaign() {
+    campaign(8 << 10, 3);
+}
+
+/// Segments large enough that the writer grows them ahead in a helper
+/// thread (steps of 256 KiB and more): kills land while a helper writes
+/// zeros past the records and while the writer copies into the write map.
+#[test]
+fn kill_campaign_with_segments_grown_ahead() {
+    campaign(4 << 20, 1);
+}
+
+/// Kill a child appending to 8 KiB or larger segments at random moments,
+/// `LAMPLOG_KILLS` times (200 by default); check every acknowledged record
+/// after each, and that the log spans more than `segments_min` segments.
+fn campaign(segment_bytes: u64, segments_min: usize) {
     let kills: u64 = std::env::var("LAMPLOG_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -132,15 +168,18 @@ fn kill_campaign() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let after = Duration::from_micros(2_000 + rng % 30_000);
-        for (seq, i) in run_child_and_kill(dir.path(), after) {
+        for (seq, i) in run_child_and_kill(dir.path(), after, segment_bytes) {
             assert!(
                 acked.insert(seq, i).is_none_or(|old| old == i),
                 "seq {seq} acknowledged twice with different records"
             );
         }
         // Strict recovery: a crash is never corruption.
-        let store = Store::open(dir.path(), opts().recovery(RecoveryMode::Strict))
-            .unwrap_or_else(|e| panic!("kill {k} (after {after:?}): reopen failed: {e}"));
+        let store = Store::open(
+            dir.path(),
+            opts(segment_bytes).recovery(RecoveryMode::Strict),
+        )
+        .unwrap_or_else(|e| panic!("kill {k} (after {after:?}): reopen failed: {e}"));
         torn += store.recovery_report().cuts.len();
         let stream = store.stream("s").unwrap();
         let records = read_all(&stream);
@@ -169,7 +208,7 @@ fn kill_campaign() {
         acked.len()
     );
     assert!(
-        segments(dir.path(), "s").len() > 3,
+        segments(dir.path(), "s").len() > segments_min,
         "the campaign crossed segment rolls"
     );
     eprintln!("{kills} kills, {} acknowledged records checked, {torn} torn tails cut, log of {max_seq} records", acked.len());

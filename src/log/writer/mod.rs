@@ -14,6 +14,7 @@ use crate::format::segment::SegmentHeader;
 use crate::log::segment::Published;
 
 mod encoder;
+mod grow;
 mod segment_io;
 
 pub(crate) use encoder::Encoder;

@@ -14,6 +14,7 @@ use crate::log::clock::now_us;
 use crate::log::index::{self as index_file, SparseIndex};
 use crate::log::map_cache::MapCache;
 use crate::log::segment::{new_salt, Published, Segment, SegmentList};
+use crate::log::writer::grow::{Growth, AHEAD_STEP_MIN};
 use crate::log::writer::{Chunk, Pos, WriterLimits};
 
 /// Smallest and largest step by which a segment file is preallocated. A
@@ -46,6 +47,8 @@ pub(crate) struct SegmentIo {
     /// Index entries not yet written to the index file.
     index_unwritten: Vec<u8>,
     allocated: u64,
+    /// The file being grown ahead of the writer, if it is.
+    growing: Option<Growth>,
     /// The last record written (and published to readers).
     written: Published,
     /// Position of the active segment.
@@ -90,6 +93,7 @@ impl SegmentIo {
             active,
             file,
             allocated,
+            growing: None,
             base: 0,
             sync_failed: false,
         })
@@ -166,19 +170,43 @@ impl SegmentIo {
         self.sync_failed
     }
 
+    /// Make sure the file holds `needed` bytes, and start growing it
+    /// ahead in a helper once the writer is past half of a large step.
     fn grow_to(&mut self, needed: u64) -> Result<()> {
-        if needed <= self.allocated {
-            return Ok(());
+        if let Some(growth) = self
+            .growing
+            .take_if(|g| g.is_finished() || needed > self.allocated)
+        {
+            if let Some(len) = growth.finish() {
+                self.allocated = self.allocated.max(len);
+            }
         }
-        let step = (self.allocated / GROW_FRACTION).clamp(GROW_STEP_MIN, GROW_STEP_MAX);
-        let target = needed
-            .max(self.allocated + step)
-            .min(self.limits.segment_bytes_max);
-        self.file
-            .allocate(target)
-            .map_err(io_err("preallocate", &self.active.path))?;
-        self.allocated = target;
+        if needed > self.allocated {
+            let target = needed.max(self.next_target());
+            self.file
+                .allocate(target)
+                .map_err(io_err("preallocate", &self.active.path))?;
+            self.allocated = target;
+        }
+        let step = self.next_target() - self.allocated;
+        if self.growing.is_none() && step >= AHEAD_STEP_MIN && self.allocated - needed < step / 2 {
+            self.growing = Some(Growth::start(self.file.clone(), self.next_target()));
+        }
         Ok(())
+    }
+
+    /// How far the next step grows the file: a quarter of it, within
+    /// bounds, and never past the largest segment.
+    fn next_target(&self) -> u64 {
+        let step = (self.allocated / GROW_FRACTION).clamp(GROW_STEP_MIN, GROW_STEP_MAX);
+        (self.allocated + step).min(self.limits.segment_bytes_max)
+    }
+
+    /// Wait for a growth in progress (before a roll, or as the writer goes).
+    fn stop_growing(&mut self) {
+        if let Some(growth) = self.growing.take() {
+            growth.finish();
+        }
     }
 
     /// Write the index entries gathered so far (the writer closes). Best effort: the index is
@@ -201,6 +229,8 @@ impl SegmentIo {
 
     /// Seal the active segment and create the next one.
     fn roll(&mut self, header: SegmentHeader) -> Result<(Pos, u64)> {
+        // Nothing writes a segment once it is sealed, not even zeros.
+        self.stop_growing();
         // The new segment's existence must imply that this one is complete
         // on disk: recovery treats any damage in a sealed segment as corruption.
         self.sync()?;
@@ -238,6 +268,7 @@ impl SegmentIo {
 
 impl Drop for SegmentIo {
     fn drop(&mut self) {
+        self.stop_growing();
         self.write_index_entries();
     }
 }
