@@ -2,9 +2,9 @@
 //! the page cache (docs/FORMAT.md, "preallocation"), which costs as much as
 //! the records that later overwrite them; in a helper thread it overlaps
 //! the writer's own work on another core instead of stopping it. A helper
-//! starts once the writer is past half of a large step (so small segments,
-//! whose steps are small, never pay for a thread) and the writer only
-//! waits for it if it catches up.
+//! grows the file by the next step as soon as less than a step is left
+//! (only for steps of 256 KiB and more, so small segments never pay for a
+//! thread), and the writer only waits for it if it catches up.
 
 use std::io;
 use std::sync::Arc;

@@ -170,8 +170,8 @@ impl SegmentIo {
         self.sync_failed
     }
 
-    /// Make sure the file holds `needed` bytes, and start growing it
-    /// ahead in a helper once the writer is past half of a large step.
+    /// Make sure the file holds `needed` bytes, and keep a large step
+    /// ahead of the writer growing in a helper.
     fn grow_to(&mut self, needed: u64) -> Result<()> {
         if let Some(growth) = self
             .growing
@@ -189,7 +189,7 @@ impl SegmentIo {
             self.allocated = target;
         }
         let step = self.next_target() - self.allocated;
-        if self.growing.is_none() && step >= AHEAD_STEP_MIN && self.allocated - needed < step / 2 {
+        if self.growing.is_none() && step >= AHEAD_STEP_MIN && self.allocated - needed < step {
             self.growing = Some(Growth::start(self.file.clone(), self.next_target()));
         }
         Ok(())
