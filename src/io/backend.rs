@@ -73,6 +73,10 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     /// writes below `len` change no metadata: neither the file's size nor
     /// (on ext4) an unwritten extent.
     fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Start writing `[offset, offset + len)` back to the disk without
+    /// waiting: a hint that makes a later `sync_data` shorter, with no
+    /// durability promise of its own (a backend may ignore it).
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
     /// A read-only view of `[0, len)` (a memory map, or a copy); `len` must
     /// not exceed the file's length. Writes to the file past `len` are not
     /// part of the view; bytes inside it must not be written while it lives
@@ -193,6 +197,11 @@ fn overwrites_in_place(file: &File) -> bool {
         .is_ok_and(|fs| matches!(fs.f_type as u64, EXT4_SUPER_MAGIC | TMPFS_MAGIC))
 }
 
+/// Writes this large go through `pwrite` even into a write map: a copy into
+/// the map takes a page fault per 4 KiB page the writeback cleaned, and
+/// past a few pages one system call costs less than the faults.
+const MAPPED_WRITE_MAX: usize = 16 << 10;
+
 #[derive(Debug)]
 struct StdFile {
     file: File,
@@ -301,9 +310,11 @@ impl BackendFile for StdFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if let Some(map) = &*self.write_map.lock() {
-            if map.write(buf, offset) {
-                return Ok(());
+        if buf.len() < MAPPED_WRITE_MAX {
+            if let Some(map) = &*self.write_map.lock() {
+                if map.write(buf, offset) {
+                    return Ok(());
+                }
             }
         }
         self.file.write_all_at(buf, offset)
@@ -311,6 +322,10 @@ impl BackendFile for StdFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = crate::io::sys::writeback::start(&self.file, offset, len);
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

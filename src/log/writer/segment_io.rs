@@ -29,6 +29,11 @@ const GROW_STEP_MAX: u64 = 1 << 20;
 /// ones, so recovery of the tail scans at most this many index intervals
 /// more.
 const INDEX_ENTRIES_PER_WRITE: usize = 8;
+/// Written bytes are sent to writeback (without waiting) in pieces of this
+/// size, so that dirty pages never pile up for a sync to write all at once:
+/// a roll's sync, or the sweep's, then takes about as long as its last
+/// piece, not tens of milliseconds, and the writer does not stall on it.
+const WRITEBACK_BYTES: u64 = 1 << 20;
 /// A step is this fraction of what is allocated, so that preallocated but
 /// unused space stays below a quarter of a segment (small streams too).
 const GROW_FRACTION: u64 = 4;
@@ -49,6 +54,8 @@ pub(crate) struct SegmentIo {
     allocated: u64,
     /// The file being grown ahead of the writer, if it is.
     growing: Option<Growth>,
+    /// Where the bytes not yet sent to writeback start.
+    writeback_from: u64,
     /// The last record written (and published to readers).
     written: Published,
     /// Position of the active segment.
@@ -94,6 +101,7 @@ impl SegmentIo {
             file,
             allocated,
             growing: None,
+            writeback_from: SEGMENT_HEADER_LEN as u64,
             base: 0,
             sync_failed: false,
         })
@@ -146,6 +154,11 @@ impl SegmentIo {
                 self.index_unwritten
                     .extend_from_slice(&index::encode_entry(&entry, salt));
             }
+        }
+        if end - self.writeback_from >= WRITEBACK_BYTES {
+            self.file
+                .start_writeback(self.writeback_from, end - self.writeback_from);
+            self.writeback_from = end;
         }
         if self.index_unwritten.len() >= INDEX_ENTRIES_PER_WRITE * INDEX_ENTRY_LEN {
             self.write_index_entries();
@@ -259,6 +272,7 @@ impl SegmentIo {
         self.index_len = INDEX_HEADER_LEN as u64;
         self.file = file;
         self.allocated = allocated;
+        self.writeback_from = SEGMENT_HEADER_LEN as u64;
         self.base += self.written.end;
         self.written = next.published();
         self.active = next;
