@@ -19,8 +19,9 @@ pub(super) const AHEAD_STEP_MIN: u64 = 256 << 10;
 #[derive(Debug)]
 pub(super) struct Growth {
     target: u64,
+    /// `None` if no thread could be started.
     #[cfg(not(loom))]
-    thread: std::thread::JoinHandle<io::Result<()>>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
     #[cfg(loom)]
     result: io::Result<()>,
 }
@@ -33,18 +34,13 @@ impl Growth {
     pub fn start(file: Arc<dyn BackendFile>, target: u64) -> Growth {
         #[cfg(not(loom))]
         {
+            // No thread to be had: the writer grows the file itself when it
+            // needs the space.
             let thread = std::thread::Builder::new()
                 .name("lamplog-grow".into())
-                .spawn(move || file.allocate(target));
-            match thread {
-                Ok(thread) => Growth { target, thread },
-                // No thread to be had: the writer grows the file itself
-                // when it needs the space.
-                Err(e) => Growth {
-                    target,
-                    thread: std::thread::spawn(move || Err(e)),
-                },
-            }
+                .spawn(move || file.allocate(target))
+                .ok();
+            Growth { target, thread }
         }
         // The loom models run no threads of their own outside loom's.
         #[cfg(loom)]
@@ -56,7 +52,7 @@ impl Growth {
 
     pub fn is_finished(&self) -> bool {
         #[cfg(not(loom))]
-        return self.thread.is_finished();
+        return self.thread.as_ref().is_none_or(|t| t.is_finished());
         #[cfg(loom)]
         true
     }
@@ -66,10 +62,12 @@ impl Growth {
     /// it needs the space, and gets the error then.
     pub fn finish(self) -> Option<u64> {
         #[cfg(not(loom))]
-        let result = self
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the preallocation thread panicked")));
+        let result = match self.thread {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the preallocation thread panicked"))),
+            None => Err(io::Error::other("no preallocation thread")),
+        };
         #[cfg(loom)]
         let result = self.result;
         result.ok().map(|()| self.target)
