@@ -5,8 +5,9 @@
 //!   fixes its seq and its place in the CRC chain) and queues it.
 //! - Writes are combined: the appender that finds no write in progress
 //!   becomes the stream's flusher and writes everything queued, in one
-//!   write per segment (a `pwrite` or a copy into a write map), until the queue is empty. A lone appender
-//!   therefore writes its own record without a thread hop, and under
+//!   write per segment (a `pwrite` or a copy into a write map), until the
+//!   queue is empty. A lone appender therefore writes its own record
+//!   without a thread hop, and under
 //!   contention one write carries many records. `Buffered` appenders wait
 //!   for "written".
 //! - Syncs are combined by the store's syncer (`syncer.rs`): a `Sync`
