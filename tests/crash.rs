@@ -350,3 +350,47 @@ fn a_read_error_during_recovery_is_an_error() {
     let store = Store::open_with(Arc::new(disk.clone()), ROOT, tiny_opts()).unwrap();
     assert!(store.stream("s").unwrap().last_seq() >= acked.last().unwrap().seq);
 }
+
+/// A segment large enough that a helper thread grows it ahead of the
+/// writer (steps of 256 KiB and more, from 1 MiB on): power cuts at every
+/// sync (and right after each acknowledgement) while buffered batches and
+/// `Sync` appends fill it recover every acknowledged record.
+#[test]
+fn power_cuts_while_a_segment_grows_ahead_of_its_writer_recover() {
+    let opts = lamplog::Options::default()
+        .segment_bytes_max(4 << 20)
+        .record_bytes_max(4 << 10)
+        .sync_interval_us(u64::MAX / 4);
+    let disk = SimDisk::default();
+    let mut acked = Vec::new();
+    {
+        let store = Store::open_with(Arc::new(disk.clone()), ROOT, opts.clone()).unwrap();
+        let s = store.stream("s").unwrap();
+        let big = |i: u64| format!(r#"{{"i":{i},"pad":"{}"}}"#, "g".repeat(400)).into_bytes();
+        for round in 0..100u64 {
+            let batch: Vec<Vec<u8>> = (0..50).map(|k| big(round * 100 + k)).collect();
+            s.append_batch(&batch, Durability::Buffered).unwrap();
+            let a = s.append(big(round * 100 + 99), Durability::Sync).unwrap();
+            acked.push(ack("s", a.seq, big(round * 100 + 99), &disk));
+        }
+        drop(s);
+        store.close().unwrap();
+    }
+    // 100 rounds of about 21 KB: past 1 MiB, where steps reach 256 KiB.
+    let mut points: Vec<usize> = disk.sync_points();
+    points.extend(acked.iter().map(|a| a.at));
+    points.sort_unstable();
+    points.dedup();
+    let fates = [
+        (Fate::Lost, false),
+        (Fate::Kept, true),
+        (Fate::Torn(13), false),
+    ];
+    let mut images = 0;
+    disk.crash_images(&points, &fates, |at, fate, entries_kept, image| {
+        let label = format!("crash after op {at}, {fate:?}, entries kept: {entries_kept}");
+        check_image(&image, ROOT, &opts, &acked, at, &label);
+        images += 1;
+    });
+    assert!(images > 300, "{images} images");
+}
