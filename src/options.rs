@@ -114,8 +114,10 @@ pub struct Options {
     /// writable memory map (a copy per write instead of a `pwrite`), on
     /// ext4 and tmpfs; other filesystems always get `pwrite`. The bytes
     /// are in the page cache once the copy ends, so a `Buffered` append
-    /// still survives a process kill. Turn it off to keep every write a
-    /// system call (docs/PERFORMANCE.md measures both).
+    /// still survives a process kill. Writes of 16 KiB and more, and the
+    /// writers of streams beyond the 8,192 maps a process holds at most,
+    /// use `pwrite` anyway. Turn it off to keep every write a system call
+    /// (docs/PERFORMANCE.md measures both).
     pub mapped_writes: bool,
     /// Most segments whose map the store keeps for readers; the least
     /// recently used beyond it are unmapped and mapped again when next

@@ -428,8 +428,8 @@ mod tests {
     }
 
     /// Writes through the map (inside what `allocate` extended the file
-    /// to), by `pwrite` (past it), and after a shrink all land in the file,
-    /// as another descriptor sees it.
+    /// to), by `pwrite` (past it), after a shrink, and past the cap on
+    /// write maps all land in the file, as another descriptor sees it.
     #[test]
     fn mapped_writes_are_the_files_bytes_at_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -465,6 +465,23 @@ mod tests {
             assert_eq!(&other[150..155], b"after");
             assert_eq!(&other[300..305], b"again");
             assert!(other[200..300].iter().all(|&b| b == 0));
+            // Dropping the file drops its map.
+            drop(file);
+            let maps = fs::read_to_string("/proc/self/maps").unwrap();
+            assert!(!maps.contains(path.to_str().unwrap()));
         }
+        // Past the process's cap on write maps, writes are pwritten.
+        use crate::io::sys::mmap::{WriteMap, WRITE_MAPS_MAX};
+        let _ = fs::remove_file(&path);
+        WriteMap::pretend_live(WRITE_MAPS_MAX as isize);
+        let file = StdBackend::default()
+            .open(&path, OpenMode::CreateNew)
+            .unwrap();
+        file.allocate(64 << 10).unwrap();
+        file.write_all_at(b"capped", 100).unwrap();
+        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        WriteMap::pretend_live(-(WRITE_MAPS_MAX as isize));
+        assert!(!maps.contains(path.to_str().unwrap()));
+        assert_eq!(&fs::read(&path).unwrap()[100..106], b"capped");
     }
 }

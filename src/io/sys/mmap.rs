@@ -45,22 +45,52 @@ pub(crate) fn map(file: &File, len: u64) -> io::Result<Bytes> {
 /// put frames into the page cache with a copy instead of a `pwrite` each.
 /// The bytes are the file's the moment the copy ends (a process kill
 /// keeps them; `fdatasync` writes them back like any dirty page).
+///
+/// At most [`WRITE_MAPS_MAX`] live at once in a process: every map counts
+/// against `vm.max_map_count` (65,530 by default), and a host writing tens
+/// of thousands of streams must leave room for its readers' maps. Writers
+/// beyond it use `pwrite`.
 #[derive(Debug)]
 pub(crate) struct WriteMap(memmap2::MmapRaw);
+
+/// The most write maps a process holds at once.
+pub(crate) const WRITE_MAPS_MAX: usize = 8192;
+
+static WRITE_MAPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl WriteMap {
     /// Map `[0, len)` of `file`, which must be open for writing and hold
     /// `len` bytes whose blocks are allocated (written, or reserved by
     /// `fallocate`): a store into a page then never needs the filesystem
-    /// to find space, which it could only refuse with SIGBUS.
+    /// to find space, which it could only refuse with SIGBUS. An error if
+    /// the process holds [`WRITE_MAPS_MAX`] already.
     pub(crate) fn new(file: &File, len: u64) -> io::Result<WriteMap> {
-        Ok(WriteMap(
-            memmap2::MmapOptions::new()
-                .len(usize::try_from(len).map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "map larger than memory")
-                })?)
-                .map_raw(file)?,
-        ))
+        use std::sync::atomic::Ordering;
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "map larger than memory"))?;
+        if WRITE_MAPS.fetch_add(1, Ordering::Relaxed) >= WRITE_MAPS_MAX {
+            WRITE_MAPS.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::other("too many write maps"));
+        }
+        match memmap2::MmapOptions::new().len(len).map_raw(file) {
+            Ok(map) => Ok(WriteMap(map)),
+            Err(e) => {
+                WRITE_MAPS.fetch_sub(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Pretend `n` more write maps are alive (`n` may be negative), for a
+    /// test of the cap. Harmless to other tests: a writer refused a map
+    /// writes with `pwrite`.
+    #[cfg(test)]
+    pub(crate) fn pretend_live(n: isize) {
+        use std::sync::atomic::Ordering;
+        match n {
+            n if n >= 0 => WRITE_MAPS.fetch_add(n as usize, Ordering::Relaxed),
+            n => WRITE_MAPS.fetch_sub(n.unsigned_abs(), Ordering::Relaxed),
+        };
     }
 
     /// Copy `buf` to `offset`, if the map covers all of it; `false` (and
@@ -92,5 +122,11 @@ impl WriteMap {
             );
         }
         true
+    }
+}
+
+impl Drop for WriteMap {
+    fn drop(&mut self) {
+        WRITE_MAPS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
