@@ -7,9 +7,8 @@
 //!   becomes the stream's flusher and writes everything queued, in one
 //!   write per segment (a `pwrite` or a copy into a write map), until the
 //!   queue is empty. A lone appender therefore writes its own record
-//!   without a thread hop, and under
-//!   contention one write carries many records. `Buffered` appenders wait
-//!   for "written".
+//!   without a thread hop, and under contention one write carries many
+//!   records. `Buffered` appenders wait for "written".
 //! - Syncs are combined by the store's syncer (`syncer.rs`): a `Sync`
 //!   appender marks its position as wanted durable and waits once, for
 //!   "durable"; the flusher asks the syncer for a sync after writing it

@@ -312,11 +312,16 @@ struct Writer {
 }
 
 impl Writer {
+    /// The payload of this writer's `i`th record: the writers go through
+    /// the same payloads from different starting points.
+    fn payload(&self, i: u64) -> &[u8] {
+        &self.payloads[((i as usize) * 7 + self.first_payload) % self.payloads.len()]
+    }
+
     /// Append `records` from the start line on; the latency of each.
     fn run(self) -> Result<Vec<u32>, lamplog::Error> {
         let mut latencies = Vec::with_capacity(self.records as usize);
-        let pick =
-            |i: u64| &self.payloads[((i as usize) * 7 + self.first_payload) % self.payloads.len()];
+        let pick = |i: u64| self.payload(i);
         self.start_line.wait();
         if let Some(depth) = self.inflight {
             return self.run_inflight(depth, latencies);
@@ -375,8 +380,7 @@ impl Writer {
                 record(&mut latencies, since);
             }
             let since = Instant::now();
-            let payload =
-                &self.payloads[((i as usize) * 7 + self.first_payload) % self.payloads.len()];
+            let payload = self.payload(i);
             queue.push_back((self.stream.append_pending(payload)?, since));
             if (i + 1) % 4096 == 0 {
                 self.bar.inc(4096);
