@@ -140,7 +140,7 @@ fn run_child_and_kill(dir: &Path, after: Duration, segment_bytes: u64) -> Vec<(u
 
 #[test]
 fn kill_campaign() {
-    campaign(8 << 10, 3);
+    campaign(8 << 10, 3, 2);
 }
 
 /// Segments large enough that the writer grows them ahead in a helper
@@ -148,13 +148,16 @@ fn kill_campaign() {
 /// zeros past the records and while the writer copies into the write map.
 #[test]
 fn kill_campaign_with_segments_grown_ahead() {
-    campaign(4 << 20, 1);
+    campaign(2 << 20, 1, 10);
 }
 
-/// Kill a child appending to 8 KiB or larger segments at random moments,
-/// `LAMPLOG_KILLS` times (200 by default); check every acknowledged record
-/// after each, and that the log spans more than `segments_min` segments.
-fn campaign(segment_bytes: u64, segments_min: usize) {
+/// Kill a child appending to 8 KiB or larger segments at a random moment
+/// `life_min_ms` to 30 ms later, `LAMPLOG_KILLS` times (200 by default);
+/// check every acknowledged record after each, and that the log spans more
+/// than `segments_min` segments. (A child must live long enough to open
+/// the store and append: a debug build takes longer to recover a large
+/// tail.)
+fn campaign(segment_bytes: u64, segments_min: usize, life_min_ms: u64) {
     let kills: u64 = std::env::var("LAMPLOG_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -167,7 +170,7 @@ fn campaign(segment_bytes: u64, segments_min: usize) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let after = Duration::from_micros(2_000 + rng % 30_000);
+        let after = Duration::from_micros(life_min_ms * 1000 + rng % 30_000);
         for (seq, i) in run_child_and_kill(dir.path(), after, segment_bytes) {
             assert!(
                 acked.insert(seq, i).is_none_or(|old| old == i),
