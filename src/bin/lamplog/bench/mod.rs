@@ -3,19 +3,23 @@
 //! same disk.
 
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::ProgressBar;
 use lamplog::{Durability, IoBackend, Options, Store};
 
 use crate::Failure;
+use baseline::{baseline, sync_all};
+use record::op;
 use report::{print_header, print_replay, print_row, row};
 
+mod baseline;
 mod neighbour;
+mod record;
 mod report;
 
 /// One configuration to measure.
@@ -123,55 +127,6 @@ pub fn default_matrix() -> Vec<Config> {
         buffered("buffered-1w", 2_000_000, 1),
         buffered("buffered-1w-b1000", 4_000_000, 1000),
     ]
-}
-
-/// A realistic op of about `bytes` bytes: actor, op, path, blob hash, timestamps.
-fn op(i: u64, bytes: usize) -> Vec<u8> {
-    let mut s = format!(
-        r#"{{"actor":"agent-{:03}","op":"write","path":"src/module_{}/file_{}.rs","blob":"sha256:{:064x}","ts":{},"seq_hint":{i}"#,
-        i % 64,
-        i % 97,
-        i % 1009,
-        u128::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) << 64 | u128::from(i),
-        1_717_592_400_000_000u64 + i * 37,
-    );
-    if s.len() + 2 < bytes {
-        let pad = bytes - s.len() - 12;
-        s.push_str(&format!(r#","pad":"{}""#, "x".repeat(pad.min(1 << 24))));
-    }
-    s.push('}');
-    s.into_bytes()
-}
-
-fn sync_all() {
-    // Other files' dirty pages slow every fdatasync on ext4: flush them first.
-    rustix::fs::sync();
-}
-
-/// The raw baseline: one writer doing pwrite + fdatasync per record into a
-/// plain file, as the seeds' agent log does.
-fn baseline(dir: &Path, record_bytes: usize) -> std::io::Result<f64> {
-    let path = dir.join("baseline.jsonl");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)?;
-    let mut line = op(0, record_bytes);
-    line.push(b'\n');
-    sync_all();
-    let (start, mut n, mut offset) = (Instant::now(), 0u64, 0u64);
-    while n < 500 || start.elapsed() < Duration::from_millis(1500) {
-        file.write_all_at(&line, offset)?;
-        file.sync_data()?;
-        offset += line.len() as u64;
-        n += 1;
-    }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    drop(file);
-    fs::remove_file(path)?;
-    Ok(rate)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -433,7 +388,7 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
             op(0, settings.record_bytes).len()
         );
     }
-    let baseline_rate = baseline(base.path(), settings.record_bytes)?;
+    let baseline_rate = baseline(base.path(), &op(0, settings.record_bytes))?;
     if !settings.json {
         print_header(baseline_rate);
     }

@@ -1,0 +1,42 @@
+//! The raw baseline both benchmarks measure beside their rows (the peers
+//! benchmark in benches/peers includes this file by path): one writer doing
+//! `pwrite` + `fdatasync` per record into a plain file, as the seeds' agent
+//! log does, after a sync(2) of the whole system.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Flushes every dirty page of the system: other files' dirty pages slow
+/// every fdatasync on ext4, so each measurement starts from none.
+pub fn sync_all() {
+    rustix::fs::sync();
+}
+
+/// Records per second of one writer appending `record` and a newline with
+/// `pwrite` + `fdatasync`, for 1.5 s and at least 500 records, in a file
+/// of `dir` that it removes after.
+pub fn baseline(dir: &Path, record: &[u8]) -> std::io::Result<f64> {
+    let path = dir.join("baseline.jsonl");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let mut line = record.to_vec();
+    line.push(b'\n');
+    sync_all();
+    let (start, mut n, mut offset) = (Instant::now(), 0u64, 0u64);
+    while n < 500 || start.elapsed() < Duration::from_millis(1500) {
+        file.write_all_at(&line, offset)?;
+        file.sync_data()?;
+        offset += line.len() as u64;
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(file);
+    fs::remove_file(path)?;
+    Ok(rate)
+}
