@@ -202,8 +202,35 @@ pub fn replay(system: System, dir: &Path) -> Result<(f64, Replayed)> {
     Ok((since.elapsed().as_secs_f64(), replayed))
 }
 
+/// How a reopen finds the page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// As an open a moment earlier left it (one is made first, untimed,
+    /// unless opening consumes the log).
+    Warm,
+    /// Emptied (`/proc/sys/vm/drop_caches`), as after a reboot.
+    Cold,
+}
+
+/// Whether this process may empty the page cache (root, outside most
+/// containers).
+pub fn can_drop_caches() -> bool {
+    fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/drop_caches")
+        .is_ok()
+}
+
 /// Seconds from opening the log in `dir` until it is ready to append.
-pub fn reopen(system: System, dir: &Path) -> Result<f64> {
+pub fn reopen(system: System, dir: &Path, cache: Cache) -> Result<f64> {
+    match cache {
+        Cache::Warm if !system.open_consumes_log() => system.open(dir)?.close()?,
+        Cache::Warm => {}
+        Cache::Cold => {
+            sync_all();
+            fs::write("/proc/sys/vm/drop_caches", "3")?;
+        }
+    }
     sync_all();
     let since = Instant::now();
     let log = system.open(dir)?;
