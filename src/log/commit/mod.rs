@@ -382,7 +382,11 @@ impl StreamLog {
             counters
                 .bytes_written
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            match io.write(chunk) {
+            // Bytes a sync is waiting for skip the write map (see
+            // `BackendFile::write_all_at_before_sync`).
+            let synced_next =
+                self.sync_wanted.load(Ordering::Acquire) > self.durable.load(Ordering::Acquire);
+            match io.write(chunk, synced_next) {
                 Ok(rolled) => {
                     counters
                         .fsyncs

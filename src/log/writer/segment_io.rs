@@ -127,9 +127,10 @@ impl SegmentIo {
     }
 
     /// Write a chunk (creating its segment first if it rolls), then publish
-    /// it to readers. Returns, for a roll, the position and seq that the
-    /// roll made durable (everything before the new segment).
-    pub fn write(&mut self, chunk: &Chunk) -> Result<Option<(Pos, u64)>> {
+    /// it to readers; `synced_next` if a sync waits for it. Returns, for a
+    /// roll, the position and seq that the roll made durable (everything
+    /// before the new segment).
+    pub fn write(&mut self, chunk: &Chunk, synced_next: bool) -> Result<Option<(Pos, u64)>> {
         let rolled = match &chunk.roll {
             Some(header) => Some(self.roll(header.clone())?),
             None => None,
@@ -140,9 +141,13 @@ impl SegmentIo {
         );
         let end = chunk.offset + chunk.bytes.len() as u64;
         self.grow_to(end)?;
-        self.file
-            .write_all_at(&chunk.bytes, chunk.offset)
-            .map_err(io_err("write", &self.active.path))?;
+        if synced_next {
+            self.file
+                .write_all_at_before_sync(&chunk.bytes, chunk.offset)
+        } else {
+            self.file.write_all_at(&chunk.bytes, chunk.offset)
+        }
+        .map_err(io_err("write", &self.active.path))?;
         let salt = self.active.header.salt;
         for f in &chunk.frames {
             let entry =
