@@ -47,25 +47,25 @@ struct Args {
     /// Rounds: each workload runs once per round on every system, in a
     /// rotated order; tables give the median and range. Default: 3, or 1
     /// with --quick.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     rounds: Option<usize>,
     /// Seconds of each durable-append run.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.5, value_parser = seconds)]
     seconds: f64,
     /// Writer counts of the durable-append runs.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256], value_parser = writers)]
     writers: Vec<usize>,
     /// Durable appends lamplog keeps in flight from 2 threads (0: none).
-    #[arg(long, default_value_t = 256)]
-    inflight: usize,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(..=WRITERS_MAX as i64))]
+    inflight: u32,
     /// Records of the buffered ingest, which the replay then reads.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     ingest_records: u64,
     /// Megabytes of payload in the log each system reopens.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     reopen_mb: u64,
     /// Bytes per record (JSON ops of about this size).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = record_bytes)]
     record_bytes: usize,
     /// The systems to run.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = System::ALL)]
@@ -99,9 +99,48 @@ impl Args {
 
 type Result<T> = systems::Result<T>;
 
+/// Writer threads a run may start, and appends it may keep in flight (the
+/// lockstep ceiling of that many is measured with as many threads).
+const WRITERS_MAX: usize = 4096;
+
+fn at_least_one(arg: &str) -> std::result::Result<usize, String> {
+    match arg.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of at least 1".into()),
+    }
+}
+
+fn writers(arg: &str) -> std::result::Result<usize, String> {
+    match at_least_one(arg)? {
+        n if n <= WRITERS_MAX => Ok(n),
+        _ => Err(format!("at most {WRITERS_MAX} writers")),
+    }
+}
+
+fn seconds(arg: &str) -> std::result::Result<f64, String> {
+    match arg.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 3600.0 => Ok(s),
+        _ => Err("expected seconds above 0, at most 3600".into()),
+    }
+}
+
+fn record_bytes(arg: &str) -> std::result::Result<usize, String> {
+    match arg.parse::<usize>() {
+        Ok(n) if n <= 1 << 20 => Ok(n),
+        _ => Err("expected bytes, at most 1 MiB".into()),
+    }
+}
+
 fn main() {
     let mut args = Args::parse();
     args.apply_quick();
+    // A system named twice runs once.
+    let mut seen = Vec::new();
+    args.systems.retain(|s| {
+        let first = !seen.contains(s);
+        seen.push(*s);
+        first
+    });
     if let Err(e) = run(&args) {
         eprintln!("lamplog-peers: {e}");
         std::process::exit(1);
@@ -294,10 +333,10 @@ fn run(args: &Args) -> Result<()> {
         }
         if args.inflight > 0 && args.systems.contains(&System::Lamplog) {
             let key = format!("inflight-{}", args.inflight);
-            let ceiling = workloads::lockstep_ceiling(args.inflight, fsyncs_per_s);
+            let ceiling = workloads::lockstep_ceiling(args.inflight as usize, fsyncs_per_s);
             samples.value(&key, "lockstep-ceiling", round, ceiling)?;
             let dir = base.path().join(&key);
-            let timed = workloads::inflight(&dir, args.inflight, 2, args.seconds, &pool)?;
+            let timed = workloads::inflight(&dir, args.inflight as usize, 2, args.seconds, &pool)?;
             samples.timed(&key, "lamplog", round, &timed)?;
             fs::remove_dir_all(&dir)?;
         }

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Barrier;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::baseline::sync_all;
@@ -50,31 +50,63 @@ pub fn payload_pool(record_bytes: usize) -> Vec<Vec<u8>> {
     (0..POOL as u64).map(|i| op(i, record_bytes)).collect()
 }
 
+/// A start line: threads wait at it until it opens.
+#[derive(Default)]
+struct StartLine {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl StartLine {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.opened.notify_all();
+    }
+}
+
 /// Runs `writer` on `writers` threads from a start line for `seconds`;
-/// each returns how many records it appended and their latencies.
+/// each returns how many records it appended and their latencies. If a
+/// thread cannot be started, the others are released and stopped at once
+/// and the run fails.
 fn run_writers<F>(writers: usize, seconds: f64, writer: F) -> Result<Timed>
 where
     F: Fn(usize, &AtomicBool) -> Result<(u64, Vec<u32>)> + Sync,
 {
     let stop = AtomicBool::new(false);
-    let start_line = Barrier::new(writers + 1);
+    let start_line = StartLine::default();
+    let run = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{seconds} s: {e}"))?;
     std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..writers)
-            .map(|w| {
-                let (stop, start_line, writer) = (&stop, &start_line, &writer);
-                scope.spawn(move || {
-                    start_line.wait();
-                    let result = writer(w, stop);
-                    // A failed writer ends the run for all.
+        let mut threads = Vec::with_capacity(writers);
+        let mut spawn_error = None;
+        for w in 0..writers {
+            let (stop, start_line, writer) = (&stop, &start_line, &writer);
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                start_line.wait();
+                let result = writer(w, stop);
+                // A failed writer ends the run for all.
+                stop.store(true, Ordering::Relaxed);
+                result
+            });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    spawn_error = Some(format!("starting writer {} of {writers}: {e}", w + 1));
                     stop.store(true, Ordering::Relaxed);
-                    result
-                })
-            })
-            .collect();
+                    break;
+                }
+            }
+        }
         sync_all();
-        start_line.wait();
+        start_line.open();
         let start = Instant::now();
-        let deadline = start + Duration::from_secs_f64(seconds);
+        let deadline = start + run;
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5).min(deadline - Instant::now()));
         }
@@ -84,6 +116,9 @@ where
             let (records, latencies) = thread.join().map_err(|_| "a writer panicked")??;
             timed.records += records;
             timed.latencies_ns.extend(latencies);
+        }
+        if let Some(e) = spawn_error {
+            return Err(e.into());
         }
         timed.seconds = start.elapsed().as_secs_f64();
         timed.latencies_ns.sort_unstable();

@@ -91,3 +91,51 @@ fn a_quick_run_measures_every_system_in_every_workload() {
         }
     }
 }
+
+/// Found attacking the options: `--seconds=-1` panicked in the timing
+/// thread while the writers waited at their start line, and the run hung.
+#[test]
+fn negative_seconds_and_other_bad_options_exit_2_without_hanging() {
+    let bad: [&[&str]; 6] = [
+        &["--seconds=-1"],
+        &["--seconds", "nan"],
+        &["--rounds", "0"],
+        &["--writers", "1,0"],
+        &["--ingest-records", "0"],
+        &["--inflight", "100000"],
+    ];
+    let out = tempfile::tempdir().expect("a temporary directory");
+    for args in bad {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lamplog-peers"))
+            .args(args)
+            .arg("--out")
+            .arg(out.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the benchmark starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("a status") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("lamplog-peers {args:?} hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
+    }
+    assert!(
+        std::fs::read_dir(out.path())
+            .expect("the out dir")
+            .next()
+            .is_none(),
+        "a refused run writes nothing"
+    );
+}
