@@ -168,7 +168,20 @@ where
     /// Opens (or creates) the log store in `dir`. Call it from within a
     /// tokio runtime: the callbacks of appends complete on a task of it.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<LogStore<C>> {
-        let store = Store::open(dir, Options::default()).map_err(io_error)?;
+        LogStore::on(Store::open(dir, Options::default()).map_err(io_error)?)
+    }
+
+    /// [`open`](LogStore::open) on another file backend, such as lamplog's
+    /// simulated disk (the `testing` feature), for crash tests.
+    #[cfg(feature = "testing")]
+    pub fn open_with(
+        backend: std::sync::Arc<dyn lamplog::testing::Backend>,
+        dir: impl AsRef<Path>,
+    ) -> io::Result<LogStore<C>> {
+        LogStore::on(Store::open_with(backend, dir, Options::default()).map_err(io_error)?)
+    }
+
+    fn on(store: Store) -> io::Result<LogStore<C>> {
         let log = store.stream(LOG_STREAM).map_err(io_error)?;
         let meta_stream = store.stream(META_STREAM).map_err(io_error)?;
         let state: State<C> = match meta_stream.get(meta_stream.last_seq()).map_err(io_error)? {

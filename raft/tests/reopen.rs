@@ -5,15 +5,16 @@
 //! step against a model of what openraft expects it to hold.
 
 use std::collections::BTreeMap;
-use std::io;
 
-use lamplog_raft::kv::{KvConfig, Op};
+use lamplog_raft::kv::KvConfig;
 use lamplog_raft::LogStore;
-use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+use openraft::storage::{RaftLogReader, RaftLogStorage};
 use openraft::testing::log_id;
 use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
-use openraft::type_config::TypeConfigExt;
-use openraft::{EntryPayload, Vote};
+use openraft::Vote;
+
+mod common;
+use common::{append, entry};
 
 /// What the store must hold.
 #[derive(Default)]
@@ -47,33 +48,36 @@ impl Rng {
     }
 }
 
-fn entry(term: u64, index: u64) -> EntryOf<KvConfig> {
-    EntryOf::<KvConfig> {
-        log_id: log_id::<KvConfig>(term, 1, index),
-        payload: EntryPayload::Normal(Op {
-            key: format!("k{}", index % 7),
-            value: (index % 5 != 0).then(|| format!("v{index}-\"quoted\"-{term}")),
-        }),
-    }
-}
-
-async fn append(store: &mut LogStore<KvConfig>, entries: Vec<EntryOf<KvConfig>>) -> io::Result<()> {
-    let (tx, rx) = KvConfig::oneshot();
-    store.append(entries, IOFlushed::signal(tx)).await?;
-    rx.await.expect("the callback fires")
-}
-
 async fn check(store: &mut LogStore<KvConfig>, model: &Model, step: &str) {
     let state = store.get_log_state().await.expect("log state");
-    let last = model.entries.values().next_back().map(|e| e.log_id).or(model.last_purged);
-    assert_eq!(state.last_purged_log_id, model.last_purged, "{step}: last purged");
+    let last = model
+        .entries
+        .values()
+        .next_back()
+        .map(|e| e.log_id)
+        .or(model.last_purged);
+    assert_eq!(
+        state.last_purged_log_id, model.last_purged,
+        "{step}: last purged"
+    );
     assert_eq!(state.last_log_id, last, "{step}: last log id");
     let mut reader = store.get_log_reader().await;
-    let read = reader.try_get_log_entries(0..u64::MAX).await.expect("entries");
+    let read = reader
+        .try_get_log_entries(0..u64::MAX)
+        .await
+        .expect("entries");
     let expected: Vec<_> = model.entries.values().cloned().collect();
     assert_eq!(read, expected, "{step}: entries");
-    assert_eq!(reader.read_vote().await.expect("vote"), model.vote, "{step}: vote");
-    assert_eq!(store.read_committed().await.expect("committed"), model.committed, "{step}: committed");
+    assert_eq!(
+        reader.read_vote().await.expect("vote"),
+        model.vote,
+        "{step}: vote"
+    );
+    assert_eq!(
+        store.read_committed().await.expect("committed"),
+        model.committed,
+        "{step}: committed"
+    );
 }
 
 async fn run(seed: u64, dir: &std::path::Path) {
@@ -143,7 +147,12 @@ async fn run(seed: u64, dir: &std::path::Path) {
     }
     store.close().expect("close");
     let mut store = LogStore::<KvConfig>::open(dir).expect("reopen at the end");
-    check(&mut store, &model, &format!("seed {seed} after the last reopen")).await;
+    check(
+        &mut store,
+        &model,
+        &format!("seed {seed} after the last reopen"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
