@@ -1,4 +1,4 @@
-//! Power cuts at every sync point of the adapter on lamplog's simulated
+//! Power cuts after every operation of the adapter on lamplog's simulated
 //! disk, in the scenarios where custom log stores lose entries:
 //! truncate-then-append, purge-past-the-end-then-append, and appends left
 //! in flight before a vote. Every crash image must reopen to a state that
@@ -56,6 +56,9 @@ impl Run {
     fn new() -> Run {
         let disk = SimDisk::default();
         let store = LogStore::open_with(Arc::new(disk.clone()), DIR).expect("open");
+        // Syncs that take a while, as real ones do, so that an
+        // acknowledgement that came before its sync is recorded before it.
+        disk.set_sync_time(std::time::Duration::from_millis(3));
         // The empty store, acknowledged from the start.
         let start = Step {
             after: State::default(),
@@ -153,13 +156,16 @@ impl Run {
         self.record(Vec::new(), true);
     }
 
-    /// Every crash image at every sync point, each reopened and checked.
+    /// Every crash image after every operation, each reopened and checked.
     async fn check_every_crash(self) -> usize {
         let Run {
             disk, store, steps, ..
         } = self;
         drop(store);
-        let points = disk.sync_points();
+        // Right after every operation, not only after syncs: an
+        // acknowledgement that came before its sync is caught at the
+        // point just before that sync.
+        let points: Vec<usize> = (0..=disk.ops()).collect();
         let fates = [
             (Fate::Lost, false),
             (Fate::Lost, true),
