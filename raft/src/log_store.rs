@@ -212,12 +212,21 @@ where
     /// Makes every appended entry durable, then records `change` to the
     /// meta state durably.
     fn write_meta(&mut self, change: impl FnOnce(&mut State<C>, u64)) -> io::Result<()> {
+        self.write_meta_as(Durability::Sync, change)
+    }
+
+    /// [`write_meta`](Self::write_meta) with the meta record's durability.
+    fn write_meta_as(
+        &mut self,
+        durability: Durability,
+        change: impl FnOnce(&mut State<C>, u64),
+    ) -> io::Result<()> {
         self.reader.log.sync().map_err(io_error)?;
         let mut state = self.reader.state();
         change(&mut state, self.reader.log.last_seq());
         let record = serde_json::to_vec(&*state).map_err(io_error)?;
         self.meta_stream
-            .append(record, Durability::Sync)
+            .append(record, durability)
             .map_err(io_error)?;
         Ok(())
     }
@@ -273,7 +282,11 @@ where
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
-        self.write_meta(|state, _| state.committed = committed)
+        // openraft calls this at every commit and only reads it back as a
+        // hint of how far to re-apply: the record may wait for the next
+        // sync (a kill keeps it), but not become durable before the
+        // entries it names, which are synced first (usually already).
+        self.write_meta_as(Durability::Buffered, |state, _| state.committed = committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
