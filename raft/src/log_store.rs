@@ -35,15 +35,11 @@ type State<C> = Meta<VoteOf<C>, LogIdOf<C>>;
 /// travel as JSON.
 pub trait JsonTypes:
     RaftTypeConfig<Entry: Serialize + DeserializeOwned, Vote: Serialize + DeserializeOwned>
-where
-    LogIdOf<Self>: Serialize + DeserializeOwned,
 {
 }
 
-impl<C> JsonTypes for C
-where
-    C: RaftTypeConfig<Entry: Serialize + DeserializeOwned, Vote: Serialize + DeserializeOwned>,
-    LogIdOf<C>: Serialize + DeserializeOwned,
+impl<C> JsonTypes for C where
+    C: RaftTypeConfig<Entry: Serialize + DeserializeOwned, Vote: Serialize + DeserializeOwned>
 {
 }
 
@@ -53,10 +49,7 @@ fn io_error(e: impl std::fmt::Display) -> io::Error {
 
 /// The log store of one Raft node: a lamplog [`Store`] in a directory of
 /// its own.
-pub struct LogStore<C: JsonTypes>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+pub struct LogStore<C: JsonTypes> {
     store: Store,
     reader: LogReader<C>,
     meta_stream: Stream,
@@ -65,18 +58,12 @@ where
 }
 
 /// Reads entries and the vote; cheap to clone, one per replication task.
-pub struct LogReader<C: JsonTypes>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+pub struct LogReader<C: JsonTypes> {
     log: Stream,
     state: Arc<Mutex<State<C>>>,
 }
 
-impl<C: JsonTypes> Clone for LogReader<C>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+impl<C: JsonTypes> Clone for LogReader<C> {
     fn clone(&self) -> Self {
         LogReader {
             log: self.log.clone(),
@@ -85,10 +72,7 @@ where
     }
 }
 
-impl<C: JsonTypes> LogReader<C>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+impl<C: JsonTypes> LogReader<C> {
     fn state(&self) -> MutexGuard<'_, State<C>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -121,10 +105,7 @@ where
     }
 }
 
-impl<C: JsonTypes> RaftLogReader<C> for LogReader<C>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+impl<C: JsonTypes> RaftLogReader<C> for LogReader<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -145,15 +126,20 @@ where
             Bound::Excluded(&i) => (i - 1).min(last),
             Bound::Unbounded => last,
         };
-        let mut entries = Vec::new();
-        for index in start..=end {
-            let seq = self
-                .state()
-                .seq_of(index, self.log.last_seq())
-                .ok_or_else(|| io_error(format!("no run holds entry {index}")))?;
-            entries.push(self.entry(index, seq)?);
-        }
-        Ok(entries)
+        let seqs = {
+            let (state, last_seq) = (self.state(), self.log.last_seq());
+            (start..=end)
+                .map(|index| {
+                    state
+                        .seq_of(index, last_seq)
+                        .map(|seq| (index, seq))
+                        .ok_or_else(|| io_error(format!("no run holds entry {index}")))
+                })
+                .collect::<io::Result<Vec<_>>>()?
+        };
+        seqs.into_iter()
+            .map(|(index, seq)| self.entry(index, seq))
+            .collect()
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -161,10 +147,7 @@ where
     }
 }
 
-impl<C: JsonTypes> LogStore<C>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+impl<C: JsonTypes> LogStore<C> {
     /// Opens (or creates) the log store in `dir`. Call it from within a
     /// tokio runtime: the callbacks of appends complete on a task of it.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<LogStore<C>> {
@@ -244,10 +227,7 @@ where
     }
 }
 
-impl<C: JsonTypes> RaftLogStorage<C> for LogStore<C>
-where
-    LogIdOf<C>: Serialize + DeserializeOwned,
-{
+impl<C: JsonTypes> RaftLogStorage<C> for LogStore<C> {
     type LogReader = LogReader<C>;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
@@ -298,16 +278,17 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let (first, last) = self.reader.bounds();
+        let mut next = last.map_or(0, |i| i + 1);
+        // An empty log (new, or purged to its end) starts wherever its first
+        // entry says; a run records where, durably, before the entry is
+        // written.
+        let mut may_start_anywhere = last.is_none_or(|last| last < first);
         let mut written = None;
         for entry in entries {
             let index = openraft::entry::RaftEntry::index(&entry);
-            let (first, last) = self.reader.bounds();
-            let next = last.map_or(0, |i| i + 1);
             if index != next {
-                // An empty log (new, or purged to its end) starts wherever
-                // its first entry says; a run records where, durably, before
-                // the entry is written.
-                if last.is_some_and(|last| last >= first) {
+                if !may_start_anywhere {
                     return Err(io_error(format!(
                         "entry {index} appended where entry {next} belongs"
                     )));
@@ -318,6 +299,8 @@ where
             }
             let record = serde_json::to_vec(&entry).map_err(io_error)?;
             written = Some(self.reader.log.append_pending(record).map_err(io_error)?);
+            may_start_anywhere = false;
+            next = index + 1;
         }
         self.flushes
             .send((written, callback))
