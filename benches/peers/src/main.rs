@@ -287,17 +287,7 @@ impl Samples {
 
 fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
-    let base = match &args.dir {
-        Some(dir) => {
-            fs::create_dir_all(dir)?;
-            tempfile::Builder::new()
-                .prefix("lamplog-peers-")
-                .tempdir_in(dir)?
-        }
-        None => tempfile::Builder::new()
-            .prefix(".lamplog-peers-")
-            .tempdir_in(".")?,
-    };
+    let base = baseline::bench_dir(args.dir.as_deref(), "lamplog-peers")?;
     let machine = machine(base.path());
     let pool = workloads::payload_pool(args.record_bytes);
     let mut samples = Samples {

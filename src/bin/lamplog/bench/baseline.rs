@@ -1,5 +1,6 @@
-//! The raw baseline both benchmarks measure beside their rows (the peers
-//! benchmark in benches/peers includes this file by path): one writer doing
+//! What both benchmarks need of the disk under test (the peers benchmark in
+//! benches/peers includes this file by path): a fresh directory on it, and
+//! the raw baseline they measure beside their rows, one writer doing
 //! `pwrite` + `fdatasync` per record into a plain file, as the seeds' agent
 //! log does, after a sync(2) of the whole system.
 
@@ -7,6 +8,23 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// A fresh directory for a run's logs, removed when dropped: under `dir`, or
+/// hidden in the current directory, so that the disk under test is the one
+/// the user runs from. `name` prefixes it.
+pub fn bench_dir(dir: Option<&Path>, name: &str) -> std::io::Result<tempfile::TempDir> {
+    match dir {
+        Some(dir) => {
+            fs::create_dir_all(dir)?;
+            tempfile::Builder::new()
+                .prefix(&format!("{name}-"))
+                .tempdir_in(dir)
+        }
+        None => tempfile::Builder::new()
+            .prefix(&format!(".{name}-"))
+            .tempdir_in("."),
+    }
+}
 
 /// Flushes every dirty page of the system: other files' dirty pages slow
 /// every fdatasync on ext4, so each measurement starts from none.

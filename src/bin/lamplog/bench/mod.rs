@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 use lamplog::{Durability, IoBackend, Options, Store};
 
 use crate::Failure;
-use baseline::{baseline, sync_all};
+use baseline::{baseline, bench_dir, sync_all};
 use record::op;
 use report::{print_header, print_replay, print_row, row};
 
@@ -380,7 +380,7 @@ fn durability_name(d: Durability) -> &'static str {
 /// Run `configs` (and a replay of the last buffered one when `replay`),
 /// printing a table or JSON lines.
 pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), Failure> {
-    let base = bench_dir(settings)?;
+    let base = bench_dir(settings.dir.as_deref(), "lamplog-bench")?;
     if !settings.json {
         println!(
             "lamplog bench in {} ({} bytes per record)",
@@ -421,20 +421,4 @@ pub fn run(configs: &[Config], settings: &Settings, replay: bool) -> Result<(), 
         print_replay(&root, settings.json)?;
     }
     Ok(())
-}
-
-/// A fresh directory for the run's stores, under `--dir` (or the current
-/// directory, so that the disk under test is the one the user runs from).
-fn bench_dir(settings: &Settings) -> Result<tempfile::TempDir, Failure> {
-    Ok(match &settings.dir {
-        Some(dir) => {
-            fs::create_dir_all(dir)?;
-            tempfile::Builder::new()
-                .prefix("lamplog-bench-")
-                .tempdir_in(dir)?
-        }
-        None => tempfile::Builder::new()
-            .prefix(".lamplog-bench-")
-            .tempdir_in(".")?,
-    })
 }
