@@ -298,7 +298,6 @@ fn run(args: &Args) -> Result<()> {
     if !drop_caches {
         eprintln!("lamplog-peers: cannot drop the page cache (not root): no cold reopens");
     }
-    let reopen_dir = |system: System| base.path().join(format!("reopen-{}", system.name()));
     for round in 0..args.rounds() {
         eprintln!("round {} of {}", round + 1, args.rounds());
         // Each round starts from a rotated order, so that no system always
@@ -306,16 +305,53 @@ fn run(args: &Args) -> Result<()> {
         let mut order = args.systems.clone();
         let turn = round % order.len().max(1);
         order.rotate_left(turn);
+        let r = Round {
+            args,
+            base: base.path(),
+            pool: &pool,
+            round,
+            order,
+            fsyncs_per_s: baseline::baseline(base.path(), &pool[0])?,
+        };
+        r.durable(&mut samples)?;
+        r.ingest_and_replay(&mut samples)?;
+        r.reopen(&mut samples, drop_caches)?;
+    }
+    drop(base);
+    write_results(
+        args,
+        &machine,
+        &samples.all,
+        started.elapsed().as_secs_f64(),
+    )
+}
 
-        let fsyncs_per_s = baseline::baseline(base.path(), &pool[0])?;
+/// One round of every workload on every system.
+struct Round<'a> {
+    args: &'a Args,
+    /// Where the logs go.
+    base: &'a Path,
+    pool: &'a [Vec<u8>],
+    round: usize,
+    /// The systems, in this round's order.
+    order: Vec<System>,
+    /// The raw fdatasync loop's rate, measured at the start of the round.
+    fsyncs_per_s: f64,
+}
+
+impl Round<'_> {
+    /// Durable appends at each writer count, beside the references, then
+    /// lamplog's appends in flight.
+    fn durable(&self, samples: &mut Samples) -> Result<()> {
+        let (args, round) = (self.args, self.round);
         for &writers in &args.writers {
             let key = format!("durable-{writers}w");
-            samples.value(&key, "fdatasync-loop", round, fsyncs_per_s)?;
-            let ceiling = workloads::lockstep_ceiling(writers, fsyncs_per_s);
+            samples.value(&key, "fdatasync-loop", round, self.fsyncs_per_s)?;
+            let ceiling = workloads::lockstep_ceiling(writers, self.fsyncs_per_s);
             samples.value(&key, "lockstep-ceiling", round, ceiling)?;
-            for &system in &order {
-                let dir = base.path().join(format!("{key}-{}", system.name()));
-                let timed = workloads::durable(system, &dir, writers, args.seconds, &pool)
+            for &system in &self.order {
+                let dir = self.base.join(format!("{key}-{}", system.name()));
+                let timed = workloads::durable(system, &dir, writers, args.seconds, self.pool)
                     .map_err(|e| format!("{key} on {}: {e}", system.name()))?;
                 samples.timed(&key, system.name(), round, &timed)?;
                 fs::remove_dir_all(&dir)?;
@@ -323,26 +359,35 @@ fn run(args: &Args) -> Result<()> {
         }
         if args.inflight > 0 && args.systems.contains(&System::Lamplog) {
             let key = format!("inflight-{}", args.inflight);
-            let ceiling = workloads::lockstep_ceiling(args.inflight as usize, fsyncs_per_s);
+            let depth = args.inflight as usize;
+            let ceiling = workloads::lockstep_ceiling(depth, self.fsyncs_per_s);
             samples.value(&key, "lockstep-ceiling", round, ceiling)?;
-            let dir = base.path().join(&key);
-            let timed = workloads::inflight(&dir, args.inflight as usize, 2, args.seconds, &pool)?;
+            let dir = self.base.join(&key);
+            let timed = workloads::inflight(&dir, depth, 2, args.seconds, self.pool)?;
             samples.timed(&key, "lamplog", round, &timed)?;
             fs::remove_dir_all(&dir)?;
         }
-        for &system in &order {
+        Ok(())
+    }
+
+    /// Ingest one call per record, a replay of it (which must read back
+    /// exactly what was written), and ingest in batches.
+    fn ingest_and_replay(&self, samples: &mut Samples) -> Result<()> {
+        let (args, round, records) = (self.args, self.round, self.args.ingest_records);
+        for &system in &self.order {
             let name = system.name();
-            let dir = base.path().join(format!("ingest-{name}"));
-            let records = args.ingest_records;
-            let timed = workloads::ingest(
-                system,
-                &dir,
-                records,
-                GROUP_RECORDS,
-                args.record_bytes,
-                false,
-            )
-            .map_err(|e| format!("ingest on {name}: {e}"))?;
+            let dir = self.base.join(format!("ingest-{name}"));
+            let ingest = |batched| {
+                workloads::ingest(
+                    system,
+                    &dir,
+                    records,
+                    GROUP_RECORDS,
+                    args.record_bytes,
+                    batched,
+                )
+            };
+            let timed = ingest(false).map_err(|e| format!("ingest on {name}: {e}"))?;
             samples.timed("ingest", name, round, &timed)?;
             let (seconds, replayed) =
                 workloads::replay(system, &dir).map_err(|e| format!("replay on {name}: {e}"))?;
@@ -363,46 +408,39 @@ fn run(args: &Args) -> Result<()> {
                 mb_s: Some(replayed.payload_bytes as f64 / seconds / 1e6),
             })?;
             fs::remove_dir_all(&dir)?;
-            let timed = workloads::ingest(
-                system,
-                &dir,
-                records,
-                GROUP_RECORDS,
-                args.record_bytes,
-                true,
-            )
-            .map_err(|e| format!("batch ingest on {name}: {e}"))?;
+            let timed = ingest(true).map_err(|e| format!("batch ingest on {name}: {e}"))?;
             samples.timed("ingest-batch", name, round, &timed)?;
             fs::remove_dir_all(&dir)?;
         }
-        for &system in &order {
+        Ok(())
+    }
+
+    /// Reopens of each system's large log, warm and (where the page cache
+    /// can be dropped) cold; the log is built in the first round, and its
+    /// disk use counted then.
+    fn reopen(&self, samples: &mut Samples, drop_caches: bool) -> Result<()> {
+        for &system in &self.order {
             let name = system.name();
-            let dir = reopen_dir(system);
-            if round == 0 || system.open_consumes_log() {
-                let disk = build_log(system, &dir, args)?;
-                samples.value("disk", name, round, disk)?;
+            let dir = self.base.join(format!("reopen-{name}"));
+            if self.round == 0 || system.open_consumes_log() {
+                let disk = build_log(system, &dir, self.args)?;
+                samples.value("disk", name, self.round, disk)?;
             }
             let warm = workloads::reopen(system, &dir, workloads::Cache::Warm)
                 .map_err(|e| format!("reopen on {name}: {e}"))?;
-            samples.value("reopen", name, round, warm * 1e3)?;
+            samples.value("reopen", name, self.round, warm * 1e3)?;
             if drop_caches {
                 // okaywal's log is gone once reopened: it is built again.
                 if system.open_consumes_log() {
-                    build_log(system, &dir, args)?;
+                    build_log(system, &dir, self.args)?;
                 }
                 let cold = workloads::reopen(system, &dir, workloads::Cache::Cold)
                     .map_err(|e| format!("cold reopen on {name}: {e}"))?;
-                samples.value("reopen-cold", name, round, cold * 1e3)?;
+                samples.value("reopen-cold", name, self.round, cold * 1e3)?;
             }
         }
+        Ok(())
     }
-    drop(base);
-    write_results(
-        args,
-        &machine,
-        &samples.all,
-        started.elapsed().as_secs_f64(),
-    )
 }
 
 /// Ingests records into `dir` (emptied first), in batches, until their
