@@ -1,18 +1,29 @@
 //! A small key-value state machine over JSON ops, for the conformance
 //! suite, the cluster test and the example: the ops a host's log would
 //! carry, applied in log order.
+//!
+//! The applied state lives in memory; its snapshots are kept in a file
+//! (when opened on one) so that a restarted node starts from its last
+//! snapshot and re-applies the log after it: openraft purges the log only
+//! behind a snapshot, so a node that lost its snapshot would lose those
+//! entries.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
+use openraft::network::{NetSnapshot, RaftNetworkFactory};
+use openraft::storage::RaftLogStorage;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::type_config::alias::SnapshotOf;
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, StoredMembershipOf};
-use openraft::EntryPayload;
+use openraft::{Config, EntryPayload};
 use serde::{Deserialize, Serialize};
+
+use crate::{LogReader, LogStore};
 
 /// An op: set `key` to `value`, or remove it when `value` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +54,31 @@ openraft::declare_raft_types!(
         R = Reply,
 );
 
+/// A Raft node of the key-value op log.
+pub type KvRaft = openraft::Raft<KvConfig, KvStateMachine>;
+
+/// Starts node `id` on its storage in `dir`, made if missing: the lamplog
+/// store in `dir/log` and the snapshot in `dir/snapshot.json`. Also returns
+/// a reader of its log, for inspection. Call it within a tokio runtime.
+pub async fn start<N>(
+    id: u64,
+    dir: &Path,
+    config: Arc<Config>,
+    network: N,
+) -> io::Result<(KvRaft, LogReader<KvConfig>)>
+where
+    N: RaftNetworkFactory<KvConfig, Network: NetSnapshot<KvConfig, SnapshotData = Vec<u8>>>,
+{
+    std::fs::create_dir_all(dir)?;
+    let mut log = LogStore::<KvConfig>::open(dir.join("log"))?;
+    let reader = log.get_log_reader().await;
+    let machine = KvStateMachine::open(dir.join("snapshot.json"))?;
+    let raft = KvRaft::new(id, config, network, log, machine)
+        .await
+        .map_err(io::Error::other)?;
+    Ok((raft, reader))
+}
+
 /// The applied state, which a snapshot carries whole.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {
@@ -51,18 +87,71 @@ struct Applied {
     data: BTreeMap<String, String>,
 }
 
-/// The last snapshot built or installed: its meta and its bytes.
-type Current = Arc<Mutex<Option<(SnapshotMetaOf<KvConfig>, Vec<u8>)>>>;
+/// A snapshot: its meta and its bytes (an [`Applied`] as JSON).
+type Current = Option<(SnapshotMetaOf<KvConfig>, Vec<u8>)>;
+
+/// A snapshot as its file holds it.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMetaOf<KvConfig>,
+    data: String,
+}
 
 /// The key-value state machine, in memory. Its snapshot builder is a copy
 /// of it that shares where the current snapshot is kept.
 #[derive(Debug, Clone, Default)]
 pub struct KvStateMachine {
     applied: Applied,
-    snapshot: Current,
+    snapshot: Arc<Mutex<Current>>,
+    /// The file snapshots are kept in; none keeps them in memory only.
+    file: Option<Arc<PathBuf>>,
 }
 
 impl KvStateMachine {
+    /// A state machine whose snapshots are kept in the file `path`
+    /// (written whole, synced, and renamed over the old one): it starts
+    /// from the snapshot found there, if any.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<KvStateMachine> {
+        let path = path.as_ref().to_path_buf();
+        let current: Current = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("snapshot {}: {e}", path.display()),
+                    )
+                })?;
+                Some((file.meta, file.data.into_bytes()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let applied = match &current {
+            Some((_, data)) => serde_json::from_slice(data).map_err(io::Error::other)?,
+            None => Applied::default(),
+        };
+        Ok(KvStateMachine {
+            applied,
+            snapshot: Arc::new(Mutex::new(current)),
+            file: Some(Arc::new(path)),
+        })
+    }
+
+    /// Keeps `meta` and `data` as the current snapshot: in its file first,
+    /// durably, when there is one.
+    fn keep(&self, meta: &SnapshotMetaOf<KvConfig>, data: &[u8]) -> io::Result<()> {
+        if let Some(path) = &self.file {
+            let file = SnapshotFile {
+                meta: meta.clone(),
+                data: String::from_utf8(data.to_vec()).map_err(io::Error::other)?,
+            };
+            write_durably(path, &serde_json::to_vec(&file).map_err(io::Error::other)?)?;
+        }
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((meta.clone(), data.to_vec()));
+        Ok(())
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.applied.data.get(key).map(String::as_str)
@@ -83,8 +172,7 @@ impl RaftSnapshotBuilder<KvConfig> for KvStateMachine {
             last_log_id: self.applied.last_applied,
             last_membership: self.applied.membership.clone(),
         };
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((meta.clone(), data.clone()));
+        self.keep(&meta, &data)?;
         Ok(Snapshot {
             meta,
             snapshot: data,
@@ -138,8 +226,9 @@ impl RaftStateMachine<KvConfig> for KvStateMachine {
         meta: &SnapshotMetaOf<KvConfig>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        self.applied = serde_json::from_slice(&snapshot).map_err(io::Error::other)?;
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), snapshot));
+        let applied = serde_json::from_slice(&snapshot).map_err(io::Error::other)?;
+        self.keep(meta, &snapshot)?;
+        self.applied = applied;
         Ok(())
     }
 
@@ -152,4 +241,22 @@ impl RaftStateMachine<KvConfig> for KvStateMachine {
             snapshot: data,
         }))
     }
+}
+
+/// Replaces the file at `path` with `bytes`, so that a crash leaves the old
+/// file or the new one, whole: a temporary file, synced, renamed over it,
+/// and the directory synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }

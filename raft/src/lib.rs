@@ -8,4 +8,5 @@ pub mod kv;
 mod log_store;
 mod meta;
 
+pub use lamplog::Options;
 pub use log_store::{JsonTypes, LogReader, LogStore};

@@ -29,6 +29,9 @@ use crate::meta::Meta;
 const LOG_STREAM: &str = "raft.log";
 const META_STREAM: &str = "raft.meta";
 
+/// How many meta records may pass between purges of the older ones.
+const META_PURGE_EVERY: u64 = 1024;
+
 type State<C> = Meta<VoteOf<C>, LogIdOf<C>>;
 
 /// What the adapter needs of a type config: its entries, votes and log ids
@@ -53,6 +56,8 @@ pub struct LogStore<C: JsonTypes> {
     store: Store,
     reader: LogReader<C>,
     meta_stream: Stream,
+    /// Meta records written since the meta stream was last purged.
+    meta_since_purge: u64,
     /// Appends whose callbacks wait for a sync, in order.
     flushes: mpsc::UnboundedSender<(Option<Pending>, IOFlushed<C>)>,
 }
@@ -151,7 +156,13 @@ impl<C: JsonTypes> LogStore<C> {
     /// Opens (or creates) the log store in `dir`. Call it from within a
     /// tokio runtime: the callbacks of appends complete on a task of it.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<LogStore<C>> {
-        LogStore::on(Store::open(dir, Options::default()).map_err(io_error)?)
+        LogStore::open_with_options(dir, Options::default())
+    }
+
+    /// [`open`](LogStore::open) with lamplog's options, such as the size of
+    /// its segments (what a purge frees at a time).
+    pub fn open_with_options(dir: impl AsRef<Path>, options: Options) -> io::Result<LogStore<C>> {
+        LogStore::on(Store::open(dir, options).map_err(io_error)?)
     }
 
     /// [`open`](LogStore::open) on another file backend, such as lamplog's
@@ -188,6 +199,7 @@ impl<C: JsonTypes> LogStore<C> {
                 state: Arc::new(Mutex::new(state)),
             },
             meta_stream,
+            meta_since_purge: 0,
             flushes,
         })
     }
@@ -208,9 +220,21 @@ impl<C: JsonTypes> LogStore<C> {
         let mut state = self.reader.state();
         change(&mut state, self.reader.log.last_seq());
         let record = serde_json::to_vec(&*state).map_err(io_error)?;
-        self.meta_stream
+        let appended = self
+            .meta_stream
             .append(record, durability)
             .map_err(io_error)?;
+        drop(state);
+        // Only the last meta record counts: the segments of older ones go,
+        // once in a while, behind a durable one (a buffered record is not
+        // yet a floor a crash keeps).
+        self.meta_since_purge += 1;
+        if durability == Durability::Sync && self.meta_since_purge >= META_PURGE_EVERY {
+            self.meta_since_purge = 0;
+            self.meta_stream
+                .purge_through(appended.seq.saturating_sub(1))
+                .map_err(io_error)?;
+        }
         Ok(())
     }
 
@@ -221,6 +245,7 @@ impl<C: JsonTypes> LogStore<C> {
             reader,
             meta_stream,
             flushes,
+            ..
         } = self;
         drop((reader, meta_stream, flushes));
         store.close().map_err(io_error)

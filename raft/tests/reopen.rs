@@ -166,3 +166,58 @@ async fn every_operation_survives_a_reopen() {
         run(seed, dir.path()).await;
     }
 }
+
+/// The meta stream keeps only its last record's worth of segments: a long
+/// run of votes (each a whole-state record) does not grow it without end,
+/// and the last vote survives the purges and a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_stream_is_purged_behind_its_last_record() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let options = lamplog_raft::Options::default()
+        .segment_bytes_max(64 << 10)
+        .record_bytes_max(16 << 10);
+    let mut store =
+        LogStore::<KvConfig>::open_with_options(dir.path(), options.clone()).expect("open");
+    append(&mut store, (0..10).map(|i| entry(1, i)).collect())
+        .await
+        .expect("append");
+    let votes = 5_000;
+    for term in 1..=votes {
+        store
+            .save_vote(&Vote::new(term, term % 3))
+            .await
+            .expect("vote");
+    }
+    store.close().expect("close");
+    let meta_bytes = bytes_under(&dir.path().join("streams").join("raft.meta"));
+    // 5,000 records of ~100 bytes would be ~500 KiB unpurged.
+    assert!(
+        meta_bytes < 300 << 10,
+        "the meta stream holds {meta_bytes} bytes after {votes} votes"
+    );
+    let mut store = LogStore::<KvConfig>::open_with_options(dir.path(), options).expect("reopen");
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.read_vote().await.expect("vote"),
+        Some(Vote::new(votes, votes % 3))
+    );
+    assert_eq!(
+        reader.try_get_log_entries(0..10).await.expect("entries"),
+        (0..10).map(|i| entry(1, i)).collect::<Vec<_>>()
+    );
+}
+
+/// The bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|e| {
+            let path = e.expect("an entry").path();
+            if path.is_dir() {
+                bytes_under(&path)
+            } else {
+                path.metadata().expect("metadata").len()
+            }
+        })
+        .sum()
+}
