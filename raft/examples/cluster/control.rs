@@ -17,6 +17,9 @@ use crate::wire::{CallError, Connection, Request, Status, Written};
 /// How long a command keeps retrying (an election, a node starting).
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// The most concurrent clients of `bench` (a connection each).
+const CLIENTS_MAX: usize = 4096;
+
 /// How to run this program as a node: its path, the arguments that make it
 /// one, and the environment variable that carries the node's spec.
 pub struct Launcher {
@@ -351,8 +354,10 @@ impl Cluster {
 
     /// `n` writes from `clients` concurrent clients through the leader.
     async fn bench(&mut self, n: usize, clients: usize) -> Result<(), String> {
-        if n == 0 || clients == 0 {
-            return Err("bench needs at least one write and one client".into());
+        if n == 0 || !(1..=CLIENTS_MAX).contains(&clients) {
+            return Err(format!(
+                "bench needs at least one write, and 1 to {CLIENTS_MAX} clients"
+            ));
         }
         let leader = self.leader().await?;
         let addr = self.addrs[&leader].clone();

@@ -155,7 +155,9 @@ async fn write(raft: &KvRaft, spec: &NodeSpec, op: Op) -> Reply {
                         .await
                         .map_err(|e| format!("forwarded to node {leader}: {e}"))?,
                 ),
-                _ => Err(format!("no leader yet: {e}")),
+                _ => Err(format!(
+                    "no leader: a majority of the nodes must be up to elect one ({e})"
+                )),
             },
             None => Err(e.to_string()),
         },
