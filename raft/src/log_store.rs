@@ -186,8 +186,11 @@ impl<C: JsonTypes> LogStore<C> {
         tokio::spawn(async move {
             while let Some((append, callback)) = pending.recv().await {
                 let result = match append {
+                    // `.ci/mutants` builds the deliberate bug of firing the
+                    // callback once written, which the crash test must catch.
+                    #[cfg(not(lamplog_mutant = "raft_callback_before_sync"))]
                     Some(append) => append.await.map(drop).map_err(io_error),
-                    None => Ok(()),
+                    _ => Ok(()),
                 };
                 callback.io_completed(result);
             }
@@ -333,6 +336,10 @@ impl<C: JsonTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        // `.ci/mutants` builds the deliberate bug of a truncation that does
+        // nothing, which the cluster test must catch.
+        #[cfg(lamplog_mutant = "raft_truncate_noop")]
+        return Ok(());
         let last = last_log_id.map(|l| l.index);
         let (_, stored) = self.reader.bounds();
         // Nothing after `last` is stored: nothing to discard.
