@@ -254,14 +254,7 @@ impl Cluster {
                 .applied_index_at_least(last, format!("{step}: node {id} catches up"))
                 .await
                 .expect("the node catches up");
-            let data = self
-                .raft(id)
-                .with_state_machine(|sm: &mut kv::KvStateMachine| {
-                    let data = sm.data().clone();
-                    Box::pin(async move { data })
-                })
-                .await
-                .expect("the state machine answers");
+            let data = self.data(id).await;
             for (key, value) in &self.acked {
                 assert_eq!(
                     data.get(key),
@@ -292,12 +285,12 @@ impl Cluster {
         }
     }
 
-    /// The keys on node `id`.
-    async fn keys(&self, id: u64) -> BTreeSet<String> {
+    /// The keys and values on node `id`.
+    async fn data(&self, id: u64) -> BTreeMap<String, String> {
         self.raft(id)
             .with_state_machine(|sm: &mut kv::KvStateMachine| {
-                let keys = sm.data().keys().cloned().collect();
-                Box::pin(async move { keys })
+                let data = sm.data().clone();
+                Box::pin(async move { data })
             })
             .await
             .expect("the state machine answers")
@@ -347,9 +340,9 @@ async fn three_nodes_keep_every_acknowledged_op() {
         }
     }
     cluster.converge("partitioned leader healed").await;
-    let keys = cluster.keys(cut).await;
+    let data = cluster.data(cut).await;
     assert!(
-        keys.iter().all(|k| !k.starts_with("stray")),
+        data.keys().all(|k| !k.starts_with("stray")),
         "the cut-off leader kept entries it should have truncated \
          (its log reached {cut_last:?})"
     );
