@@ -134,7 +134,6 @@ async fn answer(raft: &KvRaft, spec: &NodeSpec, request: Request) -> Reply {
                 last_log: m.last_log_index,
                 applied: m.last_applied.map(|l| l.index),
                 snapshot: m.snapshot.map(|l| l.index),
-                purged: m.purged.map(|l| l.index),
             })
         }
     }

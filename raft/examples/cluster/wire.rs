@@ -53,7 +53,6 @@ pub struct Status {
     pub last_log: Option<u64>,
     pub applied: Option<u64>,
     pub snapshot: Option<u64>,
-    pub purged: Option<u64>,
 }
 
 /// Where a written op landed.
